@@ -1,0 +1,3 @@
+from feathergate.cli import main
+
+main()

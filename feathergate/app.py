@@ -1,0 +1,123 @@
+"""The Quart-Trio application: models, health probes and metrics.
+
+:func:`create_app` returns the ASGI callable to serve: the chat route goes to
+:class:`feathergate.gateway.Gateway`, all else to the Quart app built here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Quart, Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from feathergate.config import Config
+from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
+from feathergate.gateway import Gateway, Runtime, check_master_key
+from feathergate.typing import ASGIApp
+
+__all__ = ["create_app"]
+
+_STARTED = int(time.time())
+
+
+def _error(err: GatewayError) -> Response:
+    status, headers, body = error_response(err)
+    response = Response(body, status=status, content_type="application/json")
+    for name, value in headers[2:]:
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+def _model_card(name: str, owner: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": owner}
+
+
+def build_quart(runtime: Runtime) -> Quart:
+    app = QuartTrio("feathergate")
+    app.config.update(
+        RESPONSE_TIMEOUT=None,  # the relay owns every deadline (STACK.md)
+        BODY_TIMEOUT=runtime.config.server.body_timeout,
+        MAX_CONTENT_LENGTH=runtime.config.server.max_request_bytes,
+    )
+
+    @app.before_serving
+    async def open_pools() -> None:
+        await runtime.open()
+
+    @app.after_serving
+    async def close_pools() -> None:
+        await runtime.close()
+
+    @app.before_request
+    async def authenticate() -> Response | None:
+        if request.path.startswith("/v1/") or request.path.startswith("/models"):
+            try:
+                check_master_key(
+                    runtime.config, request.headers.get("authorization", "").encode() or None
+                )
+            except GatewayError as err:
+                return _error(err)
+        return None
+
+    def cards() -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for dep in runtime.config.deployments:
+            if "*" not in dep.model_name and dep.model_name not in seen:
+                seen[dep.model_name] = _model_card(dep.model_name, dep.provider)
+        return list(seen.values())
+
+    @app.get("/v1/models")
+    @app.get("/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": cards()}
+
+    @app.get("/v1/models/<path:model>")
+    @app.get("/models/<path:model>")
+    async def get_model(model: str) -> Any:
+        for card in cards():
+            if card["id"] == model:
+                return card
+        return _error(ModelNotFound(model))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        deployments = runtime.config.deployments
+        return {
+            "status": "healthy",
+            "models": len(runtime.router.model_names),
+            "deployments": len(deployments),
+            "unavailable": sorted(
+                {d.model_name for d in deployments if d.unavailable or d.missing_var}
+            ),
+        }
+
+    @app.get("/health/liveliness")
+    @app.get("/health/liveness")
+    async def liveliness() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/health/readiness")
+    async def readiness() -> Any:
+        if runtime.draining or runtime.pool is None:
+            return {"status": "draining"}, 503
+        return {"status": "ready", "inflight": len(runtime.drain)}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        return _error(RouteError(exc.code or 400, f"{exc.name}: {request.method} {request.path}"))
+
+    return app
+
+
+def create_app(config: Config) -> Gateway:
+    runtime = Runtime(config)
+    # Quart types its ASGI messages as hypercorn's TypedDicts; ours are plain dicts.
+    return Gateway(runtime, cast(ASGIApp, build_quart(runtime)))

@@ -1,0 +1,313 @@
+"""The one error tree.
+
+Every failure that can reach a client is a :class:`GatewayError`; anything
+else that escapes a handler is a bug and is answered as a plain 500.
+Third-party exceptions (httpx) are converted in exactly one place,
+:func:`feathergate.relay.upstream_errors`.
+
+::
+
+    GatewayError                       status  type
+    ├── InvalidRequest                 400     invalid_request_error
+    │   └── UnsupportedParameter       400     invalid_request_error (param set)
+    ├── AuthenticationFailed           401     authentication_error
+    ├── ModelNotFound                  404     invalid_request_error / model_not_found
+    ├── PayloadTooLarge                413     invalid_request_error
+    ├── RateLimited                    429     rate_limit_error (+ Retry-After)
+    ├── MissingCredential              500     server_error (not retryable)
+    ├── ProviderUnsupported            501     invalid_request_error
+    ├── ShuttingDown                   503     server_error (grace period over)
+    ├── RouteError                     404/405 for paths and methods we do not serve
+    └── UpstreamError                          (raised for the upstream's failures)
+        ├── UpstreamStatusError        the upstream's status, body normalised
+        ├── UpstreamUnreachable        502     api_connection_error
+        ├── UpstreamProtocolError      502     bad_response (garbled or cut stream)
+        └── UpstreamTimeout            504     timeout (kind: connect, first_token,
+                                                idle, total)
+
+``ConfigError`` stands apart: it is raised while loading a config, never
+while serving.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationFailed",
+    "ConfigError",
+    "GatewayError",
+    "InvalidRequest",
+    "MissingCredential",
+    "ModelNotFound",
+    "PayloadTooLarge",
+    "ProviderUnsupported",
+    "RateLimited",
+    "RouteError",
+    "ShuttingDown",
+    "UnsupportedParameter",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "error_body",
+    "error_event",
+    "error_response",
+    "type_for_status",
+]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be served; the message names the key path."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    @property
+    def http_status(self) -> int:
+        return self.status
+
+    @property
+    def error_type(self) -> str:
+        return self.type
+
+    @property
+    def error_code(self) -> str | None:
+        return self.code
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another deployment (or a later try) may succeed."""
+        return False
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+    def __init__(self, param: str, provider: str) -> None:
+        super().__init__(
+            f"parameter '{param}' is not supported by {provider}; "
+            "remove it or set drop_params: true",
+            param=param,
+        )
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model '{model}' is not configured on this gateway", param="model")
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(max(1, round(self.retry_after))).encode())]
+
+
+class MissingCredential(GatewayError):
+    """The deployment's key names an environment variable that is not set."""
+
+    status = 500
+    type = "server_error"
+    code = "missing_api_key"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        # A retry cannot fix a config problem; tell the SDKs not to try.
+        return [(b"x-should-retry", b"false")]
+
+
+class ProviderUnsupported(GatewayError):
+    status = 501
+    type = "invalid_request_error"
+    code = "provider_not_supported"
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("the gateway is shutting down and its grace period is over")
+
+
+class RouteError(GatewayError):
+    """A path or method the gateway does not serve (404, 405)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+    @property
+    def error_type(self) -> str:
+        return type_for_status(self._status)
+
+
+class UpstreamError(GatewayError):
+    """The upstream failed. ``retryable`` tells the router whether to try elsewhere."""
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; the body is already normalised."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self._status = status
+        self._type = type
+        self._code = code
+        self.retry_after = retry_after
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+    @property
+    def error_type(self) -> str:
+        return self._type
+
+    @property
+    def error_code(self) -> str | None:
+        return self._code
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", self.retry_after.encode("latin-1"))]
+
+    @property
+    def retryable(self) -> bool:
+        return self._status in (408, 409, 429) or self._status >= 500
+
+
+class UpstreamUnreachable(UpstreamError):
+    status = 502
+    type = "api_connection_error"
+    code = "upstream_unreachable"
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class UpstreamProtocolError(UpstreamError):
+    status = 502
+    type = "api_error"
+    code = "bad_upstream_response"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"
+
+    def __init__(self, kind: str, seconds: float) -> None:
+        super().__init__(f"upstream {kind.replace('_', ' ')} deadline of {seconds:g}s expired")
+        self.kind = kind
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("connect", "first_token")
+
+
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def type_for_status(status: int) -> str:
+    """The OpenAI ``error.type`` that fits an HTTP status."""
+    return _STATUS_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def error_body(err: GatewayError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": err.message,
+            "type": err.error_type,
+            "param": err.param,
+            "code": err.error_code,
+        }
+    }
+
+
+def error_response(err: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and JSON body of ``err`` in OpenAI's error shape."""
+    body = json.dumps(error_body(err)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *err.headers(),
+    ]
+    return err.http_status, headers, body
+
+
+def error_event(err: GatewayError) -> bytes:
+    """``err`` as one SSE event; the openai SDK raises ``APIError`` on it."""
+    return b"data: " + json.dumps(error_body(err)).encode() + b"\n\n"

@@ -1,0 +1,140 @@
+"""The ASGI entry point: chat completions on the relay, everything else on Quart.
+
+The chat route is the hot path and needs the raw ASGI ``receive`` to watch for
+disconnects (see :mod:`feathergate.relay`), so it is dispatched here before
+Quart; models, health and metrics are ordinary Quart routes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+
+import trio
+
+from feathergate import metrics
+from feathergate.chat import ChatRequest, parse_chat_request
+from feathergate.config import Config, Deployment
+from feathergate.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    MissingCredential,
+    ProviderUnsupported,
+)
+from feathergate.providers import get_provider
+from feathergate.providers.base import CallContext
+from feathergate.relay import Call, ClientDisconnected, Drain, read_body, relay, send_error
+from feathergate.routing import Router
+from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
+from feathergate.upstreams import UpstreamPool
+
+__all__ = ["CHAT_PATHS", "Gateway", "Runtime", "check_master_key"]
+
+log = logging.getLogger("feathergate")
+
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+class Runtime:
+    """What every request shares: the config, the router, the upstream pools."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.drain = Drain()
+        self.pool: UpstreamPool | None = None
+        self.draining = False
+
+    async def open(self) -> None:
+        self.pool = UpstreamPool(self.config)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.aclose()
+            self.pool = None
+
+
+def check_master_key(config: Config, authorization: bytes | None) -> None:
+    key = config.server.master_key
+    if key is None or not key.value:
+        return
+    expected = b"Bearer " + key.value.encode()
+    if authorization is None or not hmac.compare_digest(authorization, expected):
+        raise AuthenticationFailed(
+            "missing or invalid master key: send 'Authorization: Bearer <key>'"
+        )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class Gateway:
+    def __init__(self, runtime: Runtime, fallback: ASGIApp) -> None:
+        self.runtime = runtime
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "http" and scope["path"] in CHAT_PATHS and scope["method"] == "POST":
+            await self.chat(scope, receive, send)
+        else:
+            await self.fallback(scope, receive, send)
+
+    async def chat(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        started = trio.current_time()
+        runtime = self.runtime
+        model = "unknown"
+        status = 500
+        try:
+            try:
+                check_master_key(runtime.config, _header(scope, b"authorization"))
+                server = runtime.config.server
+                raw = await read_body(receive, server.max_request_bytes, server.body_timeout)
+                request = parse_chat_request(raw)
+                model = request.model
+                dep = runtime.router.pick(request.model)
+                call = self._call(dep, request, started)
+            except GatewayError as err:
+                status = await send_error(send, err, [])
+                return
+            status = await relay(call, receive, send)
+        except ClientDisconnected:
+            status = 499
+        finally:
+            label = model if model in runtime.router.model_names else "unknown"
+            metrics.REQUESTS.labels(label, str(status)).inc()
+            metrics.REQUEST_LATENCY.labels(label).observe(trio.current_time() - started)
+
+    def _call(self, dep: Deployment, request: ChatRequest, started: float) -> Call:
+        if dep.unavailable:
+            raise ProviderUnsupported(f"model '{request.model}': {dep.unavailable}")
+        if dep.missing_var and dep.mock_response is None:
+            raise MissingCredential(
+                f"model '{request.model}' needs the environment variable "
+                f"{dep.missing_var}, which is not set on the gateway"
+            )
+        pool = self.runtime.pool
+        assert pool is not None, "the gateway was not started"
+        ctx = CallContext(
+            alias=request.model,
+            deployment=dep,
+            stream=request.stream,
+            include_usage=request.include_usage,
+            completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            created=int(time.time()),
+        )
+        adapter = "mock" if dep.mock_response is not None else dep.adapter
+        return Call(
+            provider=get_provider(adapter),
+            ctx=ctx,
+            body=request.body,
+            client=pool.client(dep),
+            assets_client=pool.assets,
+            drain=self.runtime.drain,
+            started=started,
+        )

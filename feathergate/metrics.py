@@ -1,0 +1,42 @@
+"""Prometheus metrics. Label values are model aliases, statuses and kinds: never keys."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "ADDED_LATENCY",
+    "DEADLINE_EXPIRIES",
+    "DISCONNECTS",
+    "INFLIGHT",
+    "REQUESTS",
+    "REQUEST_LATENCY",
+]
+
+_FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+REQUESTS = Counter(
+    "feathergate_requests",
+    "Chat completion requests by model alias and status",
+    ["model", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "feathergate_request_duration_seconds",
+    "Time from request to the end of the response",
+    ["model"],
+    buckets=_SLOW,
+)
+ADDED_LATENCY = Histogram(
+    "feathergate_added_latency_seconds",
+    "Time the gateway itself added before the first byte reached the client "
+    "(request handling outside the upstream call)",
+    buckets=_FAST,
+)
+INFLIGHT = Gauge("feathergate_inflight_relays", "Relays running now", multiprocess_mode="livesum")
+DISCONNECTS = Counter(
+    "feathergate_client_disconnects", "Clients that left before the response ended", ["phase"]
+)
+DEADLINE_EXPIRIES = Counter(
+    "feathergate_deadline_expiries", "Upstream deadlines that expired", ["kind"]
+)

@@ -1,0 +1,105 @@
+"""The narrow provider interface.
+
+A provider turns an OpenAI request into one upstream HTTP request, and the
+upstream's answer back into OpenAI's shapes. Providers do no I/O: the relay
+(:mod:`feathergate.relay`) makes the call, owns deadlines and cancellation,
+and hands bytes to the provider's pure translators.
+
+Pipeline, left to right::
+
+    bytes -> SSEDecoder -> provider.stream_translator().feed(event) -> chunks -> client
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from feathergate.config import Deployment
+from feathergate.errors import UpstreamStatusError
+from feathergate.sse import SSEEvent
+
+__all__ = [
+    "Asset",
+    "CallContext",
+    "Chunk",
+    "Completion",
+    "FetchesAssets",
+    "Provider",
+    "StreamTranslator",
+    "UpstreamRequest",
+]
+
+Chunk = dict[str, Any]
+"""One OpenAI ``chat.completion.chunk`` object (or ``{"error": ...}`` never: errors raise)."""
+
+Completion = dict[str, Any]
+"""One OpenAI ``chat.completion`` object."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    headers: list[tuple[str, str]]
+    content: bytes
+    method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """An image the gateway downloaded for a provider that wants inline data."""
+
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a translator needs to know about the call it serves."""
+
+    alias: str  # the model name the client asked for, echoed in every response
+    deployment: Deployment
+    stream: bool
+    include_usage: bool
+    completion_id: str  # "chatcmpl-...": the same on every chunk
+    created: int
+    assets: Mapping[str, Asset] = field(default_factory=dict)
+
+
+class StreamTranslator(Protocol):
+    """Synchronous, all state on the object; testable at every byte boundary.
+
+    ``feed`` raises :class:`UpstreamStatusError` for an error event inside the
+    stream; ``finish`` raises :class:`feathergate.errors.UpstreamProtocolError`
+    when the stream ended before it was complete. Neither emits ``[DONE]``: the
+    relay does, after ``finish``.
+    """
+
+    def feed(self, event: SSEEvent) -> list[Chunk]: ...
+
+    def finish(self) -> list[Chunk]: ...
+
+
+class Provider(Protocol):
+    name: str
+
+    def build_request(self, body: dict[str, Any], ctx: CallContext) -> UpstreamRequest:
+        """Translate; raise :class:`feathergate.errors.InvalidRequest` for what cannot be."""
+        ...
+
+    def parse_response(self, body: bytes, ctx: CallContext) -> Completion: ...
+
+    def stream_translator(self, ctx: CallContext) -> StreamTranslator: ...
+
+    def map_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamStatusError: ...
+
+
+class FetchesAssets(Protocol):
+    """Optional: a provider that needs remote images downloaded and inlined."""
+
+    def assets_to_fetch(self, body: dict[str, Any]) -> list[str]:
+        """The http(s) URLs in ``body`` that the relay must download first."""
+        ...

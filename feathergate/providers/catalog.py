@@ -1,0 +1,106 @@
+"""Which ``litellm_params.model`` prefixes FeatherGate serves, and how.
+
+A table, not code: the prefix picks a wire protocol (``adapter``), a default
+host and the environment variable LiteLLM reads the key from when the config
+gives none. Everything OpenAI-compatible shares the ``openai`` adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CATALOG", "KNOWN_ELSEWHERE", "ProviderInfo", "split_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    name: str
+    adapter: str
+    default_api_base: str | None
+    key_env: str | None
+    key_required: bool = True
+
+
+def _compat(name: str, base: str | None, env: str | None, required: bool = True) -> ProviderInfo:
+    return ProviderInfo(name, "openai", base, env, required)
+
+
+CATALOG: dict[str, ProviderInfo] = {
+    info.name: info
+    for info in (
+        _compat("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        ProviderInfo("anthropic", "anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+        ProviderInfo(
+            "gemini", "gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY"
+        ),
+        ProviderInfo("azure", "azure", None, "AZURE_API_KEY"),
+        _compat("hosted_vllm", None, "HOSTED_VLLM_API_KEY", required=False),
+        _compat("lm_studio", None, "LM_STUDIO_API_KEY", required=False),
+        _compat("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+        _compat("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+        _compat("together_ai", "https://api.together.xyz/v1", "TOGETHERAI_API_KEY"),
+        _compat("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        _compat("fireworks_ai", "https://api.fireworks.ai/inference/v1", "FIREWORKS_AI_API_KEY"),
+        _compat("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+        _compat("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
+        _compat("deepinfra", "https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY"),
+        _compat("perplexity", "https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"),
+    )
+}
+
+# LiteLLM providers whose protocols FeatherGate does not speak yet. A config
+# naming them still loads (with a warning); requests to them get a 501.
+KNOWN_ELSEWHERE = frozenset(
+    {
+        "bedrock",
+        "bedrock_converse",
+        "vertex_ai",
+        "vertex_ai_beta",
+        "azure_ai",
+        "cohere",
+        "cohere_chat",
+        "huggingface",
+        "replicate",
+        "sagemaker",
+        "ollama",
+        "ollama_chat",
+        "watsonx",
+        "databricks",
+        "cloudflare",
+        "anyscale",
+        "ai21",
+        "nlp_cloud",
+        "aleph_alpha",
+        "petals",
+        "palm",
+        "text-completion-openai",
+        "codestral",
+        "cerebras",
+        "sambanova",
+        "friendliai",
+        "github",
+        "nvidia_nim",
+        "volcengine",
+        "predibase",
+        "triton",
+        "clarifai",
+        "voyage",
+        "jina_ai",
+        "custom_openai",
+        "openai_like",
+    }
+)
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """``'anthropic/claude-x'`` -> ``('anthropic', 'claude-x')``.
+
+    Without a prefix LiteLLM infers the provider from the name; FeatherGate
+    does the same for the two families people write bare.
+    """
+    prefix, sep, rest = model.partition("/")
+    if sep:
+        return prefix, rest  # an unknown prefix is reported by the config loader
+    if model.startswith("claude"):
+        return "anthropic", model
+    return "openai", model

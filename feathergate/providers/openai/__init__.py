@@ -1,0 +1,3 @@
+from feathergate.providers.openai.adapter import AzureProvider, OpenAIProvider
+
+__all__ = ["AzureProvider", "OpenAIProvider"]

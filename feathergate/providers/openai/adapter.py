@@ -1,0 +1,77 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq, ...), and Azure.
+
+The request body passes through untouched but for ``model``; responses come
+back untouched but for ``model``, which is set to the client's alias.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
+from feathergate.providers.base import CallContext, Completion, UpstreamRequest
+from feathergate.providers.catalog import CATALOG
+from feathergate.providers.openai.errors import map_openai_error
+from feathergate.providers.openai.stream import OpenAIStreamTranslator
+
+__all__ = ["AzureProvider", "OpenAIProvider"]
+
+_JSON = ("content-type", "application/json")
+_DEFAULT_AZURE_VERSION = "2024-10-21"
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def url(self, ctx: CallContext) -> str:
+        dep = ctx.deployment
+        base = dep.api_base or CATALOG[dep.provider].default_api_base or ""
+        return f"{base}/chat/completions"
+
+    def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
+        key = ctx.deployment.api_key.value
+        return [("authorization", f"Bearer {key}")] if key else []
+
+    def build_request(self, body: dict[str, Any], ctx: CallContext) -> UpstreamRequest:
+        dep = ctx.deployment
+        content = json.dumps({**body, "model": dep.model}, separators=(",", ":")).encode()
+        headers = [_JSON, *self.auth_headers(ctx), *dep.extra_headers]
+        return UpstreamRequest(self.url(ctx), headers, content)
+
+    def parse_response(self, body: bytes, ctx: CallContext) -> Completion:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise UpstreamProtocolError("upstream sent a response that is not JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("upstream sent a response that is not a JSON object")
+        data["model"] = ctx.alias
+        return data
+
+    def stream_translator(self, ctx: CallContext) -> OpenAIStreamTranslator:
+        return OpenAIStreamTranslator(ctx)
+
+    def map_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamStatusError:
+        return map_openai_error(status, headers, body)
+
+
+class AzureProvider(OpenAIProvider):
+    """Azure OpenAI: the deployment name is in the path, the key in ``api-key``."""
+
+    name = "azure"
+
+    def url(self, ctx: CallContext) -> str:
+        dep = ctx.deployment
+        base = dep.api_base or ""
+        if base.endswith("/openai/v1"):  # the v1 surface takes no api-version
+            return f"{base}/chat/completions"
+        version = dep.api_version or _DEFAULT_AZURE_VERSION
+        return f"{base}/openai/deployments/{dep.model}/chat/completions?api-version={version}"
+
+    def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
+        key = ctx.deployment.api_key.value
+        return [("api-key", key)] if key else []

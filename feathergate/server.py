@@ -1,0 +1,188 @@
+"""Serving: Hypercorn's Trio worker inside our own ``trio.run``, one process per worker.
+
+Serving in-process (instead of through Hypercorn's CLI) keeps one worker to
+one process (STACK.md: three processes and ~90 MB otherwise), lets us set
+``TCP_USER_TIMEOUT`` on the listening socket so that a client that stops
+reading is dropped by the kernel, and gives shutdown its two stages:
+
+1. the first SIGTERM or SIGINT stops accepting and lets in-flight requests
+   and streams finish for ``shutdown_grace_period`` seconds;
+2. then, or at a second signal, the relays still running are ended with an
+   SSE error event (a 503 where nothing was sent yet), and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from feathergate.app import create_app
+from feathergate.config import Config
+
+__all__ = ["Bind", "make_sockets", "parse_bind", "run", "serve"]
+
+log = logging.getLogger("feathergate")
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_bind(value: str) -> Bind:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return Bind(host.strip("[]") or "0.0.0.0", int(port))
+
+
+def make_sockets(bind: Bind, config: Config) -> Sockets:
+    family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    timeout = config.server.tcp_user_timeout
+    if timeout and hasattr(socket, "TCP_USER_TIMEOUT"):
+        # Accepted sockets inherit it: unacknowledged data older than this
+        # drops the connection, which frees a relay stuck on a client that
+        # stopped reading (Hypercorn's writes are shielded and never time out).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
+    sock.bind((bind.host, bind.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+    return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hconfig = HypercornConfig()
+    hconfig.accesslog = None
+    hconfig.errorlog = logging.getLogger("hypercorn.error")
+    hconfig.keep_alive_timeout = config.server.keep_alive_timeout
+    hconfig.max_requests = None
+    hconfig.h11_max_incomplete_size = 64 * 1024
+    # Our own grace period runs first and ends every relay; Hypercorn's only
+    # has to outlast it by the time a final SSE event takes to flush.
+    hconfig.graceful_timeout = config.server.shutdown_grace_period + 5.0
+    return hconfig
+
+
+async def serve(
+    config: Config,
+    sockets: Sockets,
+    *,
+    shutdown_trigger: Any = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until a signal (or ``shutdown_trigger`` returns), then drain and return."""
+    app = create_app(config)
+    runtime = app.runtime
+    hconfig = hypercorn_config(config)
+    stop = trio.Event()
+
+    async def stages() -> None:
+        signals = (signal.SIGTERM, signal.SIGINT)
+        with trio.open_signal_receiver(*signals) as received:
+            async with trio.open_nursery() as nursery:
+
+                async def first_signal() -> None:
+                    async for signum in received:
+                        log.info("received %s: draining", signal.Signals(signum).name)
+                        stop.set()
+                        break
+
+                async def trigger() -> None:
+                    if shutdown_trigger is not None:
+                        await shutdown_trigger()
+                        stop.set()
+
+                nursery.start_soon(first_signal)
+                nursery.start_soon(trigger)
+                await stop.wait()
+                nursery.cancel_scope.cancel()
+            runtime.draining = True
+            grace = config.server.shutdown_grace_period
+            with trio.move_on_after(grace):
+                async for signum in received:
+                    log.info("received %s again: ending streams now", signal.Signals(signum).name)
+                    break
+            if len(runtime.drain):
+                log.info("ending %d relays still in flight", len(runtime.drain))
+            runtime.drain.cancel_all()
+
+    wrapped = wrap_app(cast(Any, app), hconfig.wsgi_max_body_size, "asgi")
+    async with trio.open_nursery() as nursery:
+
+        async def hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
+            await worker_serve(
+                wrapped,
+                hconfig,
+                sockets=sockets,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()  # every connection is done: stop the stages
+
+        nursery.start_soon(stages)
+        binds = await nursery.start(hypercorn)
+        task_status.started(binds)
+    log.info("stopped")
+
+
+def _worker(config: Config, sockets: Sockets, log_level: str) -> None:
+    setup_logging(log_level)
+    trio.run(partial(serve, config, sockets))
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO: a hot-path cost, and URLs are not ours to log.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -> None:
+    """Serve ``config`` on ``bind`` with ``workers`` processes until signalled."""
+    sockets = make_sockets(bind, config)
+    log.info("FeatherGate listening on http://%s (%d worker%s)", bind, workers, "s" * (workers > 1))
+    if workers <= 1:
+        trio.run(partial(serve, config, sockets))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    processes = [
+        ctx.Process(target=_worker, args=(config, sockets, log_level), daemon=False)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()

@@ -1,0 +1,201 @@
+"""A fake OpenAI Chat Completions server that speaks the real wire format.
+
+Tests script its replies (:class:`Reply`) and read back what it received.
+A reply can wait on a ``trio.Event`` at a chosen point, so tests synchronise
+on events instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from tests.fakes.asgi import (
+    Receive,
+    Scope,
+    Send,
+    headers_of,
+    lifespan,
+    read_body,
+    send_json,
+    start_stream,
+)
+
+
+@dataclass
+class Reply:
+    text: str = "Hello there, friend"
+    status: int = 200
+    error: Any = None  # the body of an error reply (status >= 400)
+    headers: dict[str, str] = field(default_factory=dict)
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments)
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    )
+    before_headers: trio.Event | None = None  # wait on it before answering
+    after_chunks: int | None = None  # with ``gate``: stream this many chunks, then wait
+    gate: trio.Event | None = None
+    raw: list[bytes] | None = None  # exact stream bytes to send instead of chunks
+    error_event: dict[str, Any] | None = None  # sent in the stream after the text
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class FakeOpenAI:
+    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+        self.api_key = api_key
+        self.replies: deque[Reply] = deque()
+        self.requests: list[Seen] = []
+        self.closed = 0  # responses whose ASGI call ended (completed or cut)
+
+    def script(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.closed += 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = headers_of(scope)
+        body = json.loads(await read_body(receive) or b"{}")
+        self.requests.append(Seen(scope["path"], headers, body))
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            error = {
+                "message": "Incorrect API key provided",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+            await send_json(send, 401, {"error": error})
+            return
+        reply = self.replies.popleft() if self.replies else Reply()
+        if reply.before_headers is not None:
+            await reply.before_headers.wait()
+        if reply.status >= 400:
+            payload = (
+                reply.error
+                if reply.error is not None
+                else {
+                    "error": {
+                        "message": "upstream failed",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
+            await send_json(send, reply.status, payload, reply.headers)
+            return
+        if body.get("stream"):
+            await self._stream(send, body, reply)
+        else:
+            await send_json(send, 200, self._completion(body, reply), reply.headers)
+
+    def _head(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-fake",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "fp_fake",
+        }
+
+    def _finish(self, reply: Reply) -> str:
+        return reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+
+    def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text or None,
+            "refusal": None,
+        }
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": args},
+                }
+                for i, (name, args) in enumerate(reply.tool_calls)
+            ]
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": self._finish(reply),
+        }
+        return {
+            **self._head(body),
+            "object": "chat.completion",
+            "choices": [choice],
+            "usage": reply.usage,
+        }
+
+    def _chunks(self, body: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+        head = {**self._head(body), "object": "chat.completion.chunk"}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return {**head, "choices": [choice], "usage": None}
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        words = reply.text.split(" ") if reply.text else []
+        for i, word in enumerate(words):
+            chunks.append(chunk({"content": word if i == len(words) - 1 else word + " "}))
+        for index, (name, args) in enumerate(reply.tool_calls):
+            first = {
+                "index": index,
+                "id": f"call_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            chunks.append(chunk({"tool_calls": [first]}))
+            half = len(args) // 2
+            for part in (args[:half], args[half:]):
+                chunks.append(
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+                )
+        chunks.append(chunk({}, self._finish(reply)))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**head, "choices": [], "usage": reply.usage})
+        return chunks
+
+    async def _stream(self, send: Send, body: dict[str, Any], reply: Reply) -> None:
+        await start_stream(send, reply.headers)
+        if reply.raw is not None:
+            for piece in reply.raw:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        chunks = self._chunks(body, reply)
+        for i, chunk in enumerate(chunks):
+            if reply.gate is not None and reply.after_chunks == i:
+                await reply.gate.wait()
+            if (
+                reply.error_event is not None
+                and chunk["choices"]
+                and chunk["choices"][0]["finish_reason"]
+            ):
+                data = b"data: " + json.dumps(reply.error_event).encode() + b"\n\n"
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+                return
+            data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        if reply.gate is not None and reply.after_chunks == len(chunks):
+            await reply.gate.wait()
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})

@@ -1,0 +1,119 @@
+"""The ``feathergate`` command: ``serve`` (and its bare form) and ``check``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+from click.testing import CliRunner
+
+from feathergate.cli import main
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_check_prints_the_table_without_keys(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: fast\n"
+        "    litellm_params: {model: openai/gpt-x, api_key: sk-very-secret-value}\n"
+        "  - model_name: local\n"
+        "    litellm_params: {model: hosted_vllm/llama, api_base: 'http://h:8000/v1'}\n"
+        "  - model_name: claude\n"
+        "    litellm_params: {model: anthropic/claude-x, api_key: os.environ/UNSET_FOR_TEST}\n"
+    )
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["MODEL", "PROVIDER", "UPSTREAM", "MODEL", "API", "BASE", "KEY"]
+    assert lines[1].split() == ["fast", "openai", "gpt-x", "(default)", "set"]
+    assert lines[2].split() == ["local", "hosted_vllm", "llama", "http://h:8000/v1", "none"]
+    assert lines[3].split() == [
+        "claude",
+        "anthropic",
+        "claude-x",
+        "(default)",
+        "missing",
+        "$UNSET_FOR_TEST",
+    ]
+    assert "sk-very-secret-value" not in result.output
+
+
+def test_check_exits_2_on_an_invalid_config(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: foo/y}\n")
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "model_list[0].litellm_params.model: unknown provider 'foo'" in result.output
+
+
+def test_config_path_comes_from_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "env.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: only\n    litellm_params:\n"
+        "      model: openai/x\n      mock_response: hi\n"
+    )
+    result = CliRunner().invoke(main, ["check"], env={"FEATHERGATE_CONFIG": str(config)})
+    assert result.exit_code == 0
+    assert "only" in result.output
+
+
+def test_serve_rejects_a_bad_bind() -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--config", str(ROOT / "feathergate.yaml"), "--bind", "nowhere"]
+    )
+    assert result.exit_code == 2
+    assert "HOST:PORT" in result.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_bare_command_serves_the_shipped_config_and_exits_0_on_sigterm() -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled over HTTP
+        [
+            sys.executable,
+            "-m",
+            "feathergate",
+            "--config",
+            str(ROOT / "feathergate.yaml"),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            with trio.fail_after(30):
+                while True:  # poll until the server is up; the process is the clock here
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                            break
+                    except httpx.ConnectError:
+                        await trio.sleep(0.05)
+            response = await http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert response.status_code == 200
+            assert "FeatherGate" in response.json()["choices"][0]["message"]["content"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "environment variable OPENAI_API_KEY is not set" in output

@@ -123,6 +123,7 @@ class ServerSettings:
     keep_alive_timeout: float = 75.0
     body_timeout: float = 600.0
     tcp_user_timeout: float | None = 30.0
+    client_stall_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ _FEATHERGATE_KEYS = {
     "keep_alive_timeout",
     "body_timeout",
     "tcp_user_timeout",
+    "client_stall_timeout",
     "provider_defaults",
 }
 _DEADLINE_KEYS = {"timeout", "stream_timeout", "connect_timeout", "first_token_timeout"}
@@ -568,4 +570,6 @@ class _Parser:
             or defaults.keep_alive_timeout,
             body_timeout=seconds("body_timeout", defaults.body_timeout) or defaults.body_timeout,
             tcp_user_timeout=seconds("tcp_user_timeout", defaults.tcp_user_timeout),
+            client_stall_timeout=seconds("client_stall_timeout", defaults.client_stall_timeout)
+            or defaults.client_stall_timeout,
         )

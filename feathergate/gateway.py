@@ -136,5 +136,6 @@ class Gateway:
             client=pool.client(dep),
             assets_client=pool.assets,
             drain=self.runtime.drain,
+            stall_timeout=self.runtime.config.server.client_stall_timeout,
             started=started,
         )

@@ -46,6 +46,7 @@ import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -65,7 +66,14 @@ from feathergate.errors import (
     error_event,
     error_response,
 )
-from feathergate.providers.base import Asset, CallContext, Chunk, Provider, UpstreamRequest
+from feathergate.providers.base import (
+    Asset,
+    CallContext,
+    Chunk,
+    Provider,
+    StreamTranslator,
+    UpstreamRequest,
+)
 from feathergate.sse import DONE, SSEDecoder, encode_data
 from feathergate.typing import ASGIReceive, ASGISend
 
@@ -99,6 +107,8 @@ class Drain:
 
     def __init__(self) -> None:
         self._scopes: set[trio.CancelScope] = set()
+        self._empty = trio.Event()
+        self._empty.set()
         self.cancelled = False
 
     @contextmanager
@@ -107,10 +117,18 @@ class Drain:
             if self.cancelled:
                 scope.cancel()
             self._scopes.add(scope)
+            self._empty = trio.Event()
             try:
                 yield scope
             finally:
                 self._scopes.discard(scope)
+                if not self._scopes:
+                    self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no relay is in flight."""
+        while self._scopes:
+            await self._empty.wait()
 
     def cancel_all(self) -> None:
         self.cancelled = True
@@ -132,6 +150,7 @@ class Call:
     assets_client: httpx.AsyncClient
     drain: Drain
     started: float
+    stall_timeout: float = 30.0  # how long a client may leave a stream unread
     phase: str = "prepare"
     status: int = 0
     finishing: bool = False  # the last message is on its way: nothing left to cancel
@@ -262,6 +281,12 @@ def _with_assets(ctx: CallContext, assets: dict[str, Asset]) -> CallContext:
     return replace(ctx, assets=assets)
 
 
+async def _trace(call: Call, event: str, info: object) -> None:
+    # httpcore reports each step; the disconnect metric wants the phase.
+    if event == "http11.send_request_headers.started":
+        call.phase = "upstream_headers"
+
+
 def _httpx_request(call: Call, request: UpstreamRequest) -> httpx.Request:
     connect = call.deadlines.connect
     return call.client.build_request(
@@ -270,6 +295,7 @@ def _httpx_request(call: Call, request: UpstreamRequest) -> httpx.Request:
         headers=request.headers,
         content=request.content,
         timeout=httpx.Timeout(None, connect=connect),
+        extensions={"trace": partial(_trace, call)},
     )
 
 
@@ -294,7 +320,7 @@ def _first_token_at(call: Call) -> float:
 async def _open(
     call: Call, request: UpstreamRequest, total_at: float, first_at: float
 ) -> httpx.Response:
-    call.phase = "upstream_headers"
+    call.phase = "connect"
     call.upstream_sent = trio.current_time()
     response: httpx.Response = await _timed(
         call.client.send(_httpx_request(call, request), stream=True),
@@ -365,12 +391,22 @@ async def _stream(call: Call, request: UpstreamRequest, send: ASGISend, total_at
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, send, receiver, call)
             async with sender:
-                await sender.send(first)
+                sender.send_nowait(first)
                 metrics.ADDED_LATENCY.observe(
                     (call.upstream_sent - call.started) + (trio.current_time() - upstream_first)
                 )
-                if not ended:
-                    await _pump(call, raw, decoder, translator, sender, total_at)
+                tail = (
+                    None if ended else await _pump(call, raw, decoder, translator, sender, total_at)
+                )
+                # Let go of the upstream before waiting on the client.
+                await response.aclose()
+                delivered = ended
+                if tail is not None:
+                    with trio.move_on_after(call.stall_timeout):
+                        await sender.send(tail)
+                        delivered = True
+                if not delivered:  # the client stopped reading: stop writing to it
+                    nursery.cancel_scope.cancel()
     finally:
         await response.aclose()
 
@@ -386,32 +422,34 @@ async def _pump(
     call: Call,
     raw: AsyncIterator[bytes],
     decoder: SSEDecoder,
-    translator: Any,
+    translator: StreamTranslator,
     sender: trio.MemorySendChannel[bytes],
     total_at: float,
-) -> None:
-    """Upstream -> channel until the end; any failure becomes the stream's last event."""
+) -> bytes | None:
+    """Upstream -> channel until the end; returns the stream's last event.
+
+    ``None`` means the client stopped reading: the channel stayed full for
+    ``stall_timeout`` (or past the total deadline), and nothing more can reach it.
+    """
     idle = call.deadlines.idle
-    tail: bytes
     try:
         while True:
             idle_at = trio.current_time() + idle if idle else math.inf
             data: bytes | None = await _timed(_next(raw), idle_at, total_at, "idle", call)
             if data is None:
                 chunks = [c for e in decoder.finish() for c in translator.feed(e)]
-                tail = _encode(chunks + translator.finish()) + DONE
-                break
+                return _encode(chunks + translator.finish()) + DONE
             out = _encode([c for e in decoder.feed(data) for c in translator.feed(e)])
             if out:
-                # A client that does not read fills the channel; the deadline
-                # still holds, so it cannot pin the upstream.
-                await _timed(sender.send(out), idle_at, total_at, "idle", call)
+                with trio.move_on_at(min(total_at, trio.current_time() + call.stall_timeout)):
+                    await sender.send(out)
+                    continue
+                metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
+                return None
     except GatewayError as err:
         if isinstance(err, UpstreamTimeout):
             metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
-        tail = error_event(err)
-    with trio.move_on_at(total_at):
-        await sender.send(tail)
+        return error_event(err)
 
 
 async def _write(send: ASGISend, receiver: trio.MemoryReceiveChannel[bytes], call: Call) -> None:

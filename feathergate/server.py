@@ -31,6 +31,7 @@ from hypercorn.utils import wrap_app
 
 from feathergate.app import create_app
 from feathergate.config import Config
+from feathergate.gateway import Gateway
 
 __all__ = ["Bind", "make_sockets", "parse_bind", "run", "serve"]
 
@@ -88,11 +89,13 @@ async def serve(
     config: Config,
     sockets: Sockets,
     *,
+    app: Gateway | None = None,
     shutdown_trigger: Any = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until a signal (or ``shutdown_trigger`` returns), then drain and return."""
-    app = create_app(config)
+    if app is None:
+        app = create_app(config)
     runtime = app.runtime
     hconfig = hypercorn_config(config)
     stop = trio.Event()

@@ -117,3 +117,65 @@ async def test_bare_command_serves_the_shipped_config_and_exits_0_on_sigterm() -
         output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
     assert "environment variable OPENAI_API_KEY is not set" in output
+
+
+async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
+    while marker not in seen:
+        data = await stream.receive_some(4096)
+        if not data:
+            raise EOFError(f"process output ended before {marker!r}: {bytes(seen)!r}")
+        seen += data
+
+
+async def test_second_signal_ends_live_streams_at_once(tmp_path: Path) -> None:
+    from tests.fakes.openai import FakeOpenAI, Reply
+    from tests.support.rawclient import RawClient, read_sse_until
+    from tests.support.servers import serve_asgi
+
+    fake = FakeOpenAI()
+    fake.script(Reply(text="a b c d", gate=trio.Event(), after_chunks=3))  # never released
+    port = _free_port()
+    async with serve_asgi(fake) as upstream:
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/x\n"
+            f"      api_base: {upstream}/v1\n      api_key: {fake.api_key}\n"
+            "feathergate_settings:\n  shutdown_grace_period: 60\n"
+        )
+        process = await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                "-m",
+                "feathergate",
+                "--config",
+                str(config),
+                "--bind",
+                f"127.0.0.1:{port}",
+            ],
+            stderr=subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        log = bytearray()
+        try:
+            with trio.fail_after(30):
+                await _read_until(process.stderr, b"Running on", log)
+                body = {
+                    "model": "m",
+                    "messages": [{"role": "user", "content": "x"}],
+                    "stream": True,
+                }
+                client = await RawClient.post(port, body)
+                await read_sse_until(client, 3)
+                process.send_signal(signal.SIGTERM)
+                await _read_until(process.stderr, b"draining", log)
+                started = trio.current_time()
+                process.send_signal(signal.SIGINT)
+                raw = await client.read_all()
+                await client.stream.aclose()
+                assert await process.wait() == 0
+            assert trio.current_time() - started < 10  # far below the 60 s grace period
+            assert b'"code": "shutting_down"' in raw
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -22,12 +22,12 @@ async def lifespan(receive: Receive, send: Send) -> None:
 
 
 async def read_body(receive: Receive) -> bytes:
-    body = b""
+    body = bytearray()
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
-            return body
+            return bytes(body)
 
 
 def headers_of(scope: Scope) -> dict[str, str]:

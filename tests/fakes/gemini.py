@@ -1,0 +1,344 @@
+"""A strict fake of Google's Gemini API (generativelanguage v1beta), as a raw ASGI app.
+
+It answers from a script and rejects, with Google's error bodies, what the
+real API rejects (PROTOCOLS.md §3): a missing or wrong key, roles other than
+user/model, empty contents/parts/text, function responses that do not match
+the calls before them, unknown fields (schema keywords such as
+``additionalProperties``, ``$ref``, ``const`` included), type arrays, more than
+5 stop sequences, unknown models. It is stricter than Google in one way:
+only camelCase field names are accepted, so a translator cannot drift.
+
+    fake = FakeGemini()                                # key "test-key"
+    fake.script += [text_reply("Hel", "lo"), tool_reply(("get_weather", {"city": "Paris"}))]
+    async with serve_asgi(fake) as base: ...           # api_base=base
+    fake.requests[-1].body                             # what the gateway sent
+
+An exhausted script answers ``text_reply("Hello from the fake.")``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+import trio
+
+from tests.fakes.gemini_rules import Rejection, check_call, google_error
+
+__all__ = [
+    "FakeGemini",
+    "Recorded",
+    "Reply",
+    "blocked_reply",
+    "error_reply",
+    "google_error",
+    "merge_chunks",
+    "safety_reply",
+    "text_reply",
+    "thought_reply",
+    "tool_reply",
+]
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_ROUTE = re.compile(r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: ``chunks`` are GenerateContentResponse objects, one per SSE event.
+
+    Non-streamed calls get the chunks merged (:func:`merge_chunks`). ``usageMetadata``,
+    ``responseId`` and ``modelVersion`` are filled in when a chunk lacks them. With
+    ``status != 200`` the call is answered with ``error`` (a :func:`google_error`) instead;
+    ``stream_error`` is sent as ``data: {"error": ...}`` after the chunks (a non-streamed
+    call gets it as an HTTP error). ``delay`` seconds pass before each event.
+    """
+
+    chunks: tuple[Message, ...] = ()
+    status: int = 200
+    error: Message | None = None
+    stream_error: Message | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+
+    def then_error(
+        self,
+        code: int = 503,
+        message: str = "The model is overloaded.",
+        status: str = "UNAVAILABLE",
+    ) -> Reply:
+        return replace(self, stream_error=google_error(code, message, status))
+
+
+def _candidate(parts: list[Message] | None, finish: str | None = None, index: int = 0) -> Message:
+    candidate: Message = {"content": {"parts": parts, "role": "model"}} if parts else {}
+    if finish:
+        candidate["finishReason"] = finish
+    return {**candidate, "index": index}
+
+
+def text_reply(*pieces: str, finish: str = "STOP") -> Reply:
+    """Text streamed one piece per chunk; ``finish`` on the last (STOP, MAX_TOKENS, SAFETY...)."""
+    pieces = pieces or ("Hello from the fake.",)
+    chunks = [_candidate([{"text": p}]) for p in pieces]
+    chunks[-1]["finishReason"] = finish
+    return Reply(tuple({"candidates": [c]} for c in chunks))
+
+
+def tool_reply(
+    *calls: tuple[str, Message], text: str | None = None, signature: str | None = None
+) -> Reply:
+    """Whole ``functionCall`` parts in one chunk (after an optional text chunk).
+
+    ``signature`` goes on the first call only, as Gemini does for parallel calls.
+    """
+    parts: list[Message] = [{"functionCall": {"name": name, "args": args}} for name, args in calls]
+    if signature and parts:
+        parts[0]["thoughtSignature"] = signature
+    chunks = ([{"candidates": [_candidate([{"text": text}])]}] if text else []) + [
+        {"candidates": [_candidate(parts, "STOP")]}
+    ]
+    return Reply(tuple(chunks))
+
+
+def thought_reply(thought: str, *pieces: str) -> Reply:
+    first = {"candidates": [_candidate([{"text": thought, "thought": True}])]}
+    return Reply((first, *text_reply(*pieces).chunks))
+
+
+def blocked_reply(reason: str = "SAFETY") -> Reply:
+    """The prompt itself was blocked: HTTP 200, ``promptFeedback`` and no candidates."""
+    return Reply(({"promptFeedback": {"blockReason": reason, "safetyRatings": []}},))
+
+
+def safety_reply(*pieces: str) -> Reply:
+    """A candidate that stops with SAFETY and no content, after optional text chunks."""
+    texts = [{"candidates": [_candidate([{"text": p}])]} for p in pieces]
+    return Reply((*texts, {"candidates": [_candidate(None, "SAFETY")]}))
+
+
+def error_reply(
+    code: int,
+    message: str,
+    status: str,
+    *,
+    details: Iterable[Message] = (),
+    retry_after: str | None = None,
+) -> Reply:
+    headers = (("retry-after", retry_after),) if retry_after else ()
+    return Reply(status=code, error=google_error(code, message, status, details), headers=headers)
+
+
+def merge_chunks(chunks: Iterable[Message]) -> Message:
+    """What ``generateContent`` returns for the same answer: parts joined per candidate."""
+    candidates: dict[int, Message] = {}
+    tail: Message = {}
+    for chunk in chunks:
+        for key in ("promptFeedback", "usageMetadata", "modelVersion", "responseId"):
+            if key in chunk:
+                tail[key] = chunk[key]
+        for position, candidate in enumerate(chunk.get("candidates", [])):
+            index = candidate.get("index", position)
+            target = candidates.setdefault(index, {})
+            for part in candidate.get("content", {}).get("parts", []):
+                parts = target.setdefault("content", {"parts": [], "role": "model"})["parts"]
+                last = parts[-1] if parts else {}
+                if _joinable(last, part):
+                    parts[-1] = {**last, "text": last["text"] + part["text"]}
+                else:
+                    parts.append(dict(part))
+            for key in ("finishReason", "safetyRatings"):
+                if key in candidate:
+                    target[key] = candidate[key]
+            target["index"] = index
+    merged: Message = (
+        {"candidates": [candidates[i] for i in sorted(candidates)]} if candidates else {}
+    )
+    return {**merged, **tail}
+
+
+def _joinable(last: Message, part: Message) -> bool:
+    return (
+        "text" in last
+        and "text" in part
+        and last.get("thought") == part.get("thought")
+        and "thoughtSignature" not in last
+        and "thoughtSignature" not in part
+    )
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or None when the body was not JSON
+    disconnected: bool = False  # the client went away mid-stream
+
+
+@dataclass
+class FakeGemini:
+    """The ASGI app. Serve it with ``tests.support.servers.serve_asgi``.
+
+    ``script`` is consumed one reply per accepted call; ``requests`` records every
+    call, refused ones included. With ``require_thought_signatures`` (Gemini 3), a
+    replayed model turn's first ``functionCall`` must carry a signature this fake
+    issued (script one with ``tool_reply(..., signature=...)``) or Google's
+    ``skip_thought_signature_validator``.
+    """
+
+    api_key: str = "test-key"
+    models: tuple[str, ...] = ("gemini-2.5-flash",)
+    require_thought_signatures: bool = False  # Gemini 3's rule (PROTOCOLS.md §4.8.9)
+    script: list[Reply] = field(default_factory=list)
+    requests: list[Recorded] = field(default_factory=list)
+    issued_signatures: set[str] = field(default_factory=set)
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        record = Recorded(scope["method"], scope["path"], query, headers, body)
+        self.requests.append(record)
+        route = _ROUTE.match(scope["path"])
+        if route is None or scope["method"] != "POST":
+            page = b"<!DOCTYPE html><title>Error 404 (Not Found)!!1</title>"
+            await _respond(send, 404, page, "text/html; charset=UTF-8")
+            return
+        version, model, method = route.groups()
+        signatures = self.issued_signatures if self.require_thought_signatures else None
+        key = headers.get("x-goog-api-key") or query.get("key")
+        try:
+            check_call(
+                version,
+                model,
+                key,
+                body,
+                api_key=self.api_key,
+                models=self.models,
+                signatures=signatures,
+            )
+            reply = self.script.pop(0) if self.script else text_reply()
+        except Rejection as rejection:
+            reply = Reply(status=rejection.error["error"]["code"], error=rejection.error)
+        if reply.status != 200:
+            error_body = json.dumps(reply.error, indent=2).encode()
+            await _respond(send, reply.status, error_body, headers=reply.headers)
+            return
+        chunks = self._annotate(reply, model, body, len(self.requests))
+        if method == "generateContent":
+            if reply.stream_error is not None:
+                code = reply.stream_error["error"]["code"]
+                await _respond(send, code, json.dumps(reply.stream_error).encode())
+            else:
+                await _respond(send, 200, json.dumps(merge_chunks(chunks), indent=2).encode())
+            return
+        events = [*chunks, *([reply.stream_error] if reply.stream_error else [])]
+        await self._stream(send, receive, events, reply.delay, query.get("alt") == "sse", record)
+
+    def _annotate(self, reply: Reply, model: str, body: Any, n: int) -> list[Message]:
+        """Fill in responseId, modelVersion and cumulative usageMetadata, as Gemini sends them."""
+        prompt = max(1, len(json.dumps(body.get("contents", ""))) // 16)
+        totals = {"candidatesTokenCount": 0, "thoughtsTokenCount": 0}
+        out = []
+        for chunk in reply.chunks:
+            for candidate in chunk.get("candidates", []):
+                for part in candidate.get("content", {}).get("parts", []):
+                    key = "thoughtsTokenCount" if part.get("thought") else "candidatesTokenCount"
+                    totals[key] += len(str(part.get("text", "")).split()) + 4 * (
+                        "functionCall" in part
+                    )
+                    if "thoughtSignature" in part:
+                        self.issued_signatures.add(part["thoughtSignature"])
+            usage = {"promptTokenCount": prompt, **{k: v for k, v in totals.items() if v}}
+            usage["totalTokenCount"] = prompt + sum(totals.values())
+            out.append(
+                {
+                    "usageMetadata": usage,
+                    "modelVersion": model,
+                    "responseId": f"fakeResp{n:04d}",
+                    **chunk,
+                }
+            )
+        return out
+
+    async def _stream(
+        self,
+        send: Send,
+        receive: Receive,
+        events: list[Message],
+        delay: float,
+        sse: bool,
+        record: Recorded,
+    ) -> None:
+        content_type = "text/event-stream" if sse else "application/json; charset=UTF-8"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", content_type.encode())],
+            }
+        )
+        async with trio.open_nursery() as nursery:
+
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                record.disconnected = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_disconnect)
+            for i, event in enumerate(events):
+                await trio.sleep(delay)
+                data = json.dumps(event, separators=(",", ": ")).encode()
+                if sse:  # Gemini ends SSE events with CRLF and sends no [DONE] (§3.4)
+                    data = b"data: " + data + b"\r\n\r\n"
+                else:  # without alt=sse: one JSON array, written as it goes
+                    data = (
+                        (b"[" if i == 0 else b",\r\n")
+                        + data
+                        + (b"]" if i == len(events) - 1 else b"")
+                    )
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            nursery.cancel_scope.cancel()
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str = "application/json; charset=UTF-8",
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    raw_headers = [(b"content-type", content_type.encode())]
+    raw_headers += [(k.encode(), v.encode()) for k, v in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

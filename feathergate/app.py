@@ -63,12 +63,15 @@ def build_quart(runtime: Runtime) -> Quart:
                 return _error(err)
         return None
 
+    owners: dict[str, str] = {}
+    for dep in runtime.config.deployments:
+        owners.setdefault(dep.model_name, dep.provider)
+
     def cards() -> list[dict[str, Any]]:
-        seen: dict[str, dict[str, Any]] = {}
-        for dep in runtime.config.deployments:
-            if "*" not in dep.model_name and dep.model_name not in seen:
-                seen[dep.model_name] = _model_card(dep.model_name, dep.provider)
-        return list(seen.values())
+        return [
+            _model_card(name, owners.get(name, "feathergate"))
+            for name in runtime.router.model_names
+        ]
 
     @app.get("/v1/models")
     @app.get("/models")

@@ -12,6 +12,7 @@ Third-party exceptions (httpx) are converted in exactly one place,
     │   └── UnsupportedParameter       400     invalid_request_error (param set)
     ├── AuthenticationFailed           401     authentication_error
     ├── ModelNotFound                  404     invalid_request_error / model_not_found
+    ├── RequestTimeout                 408     timeout (the body was too slow)
     ├── PayloadTooLarge                413     invalid_request_error
     ├── RateLimited                    429     rate_limit_error (+ Retry-After)
     ├── MissingCredential              500     server_error (not retryable)
@@ -44,6 +45,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProviderUnsupported",
     "RateLimited",
+    "RequestTimeout",
     "RouteError",
     "ShuttingDown",
     "UnsupportedParameter",
@@ -127,6 +129,12 @@ class ModelNotFound(GatewayError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"model '{model}' is not configured on this gateway", param="model")
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "timeout"
+    code = "request_timeout"
 
 
 class PayloadTooLarge(GatewayError):

@@ -8,7 +8,6 @@ Quart; models, health and metrics are ordinary Quart routes.
 from __future__ import annotations
 
 import hmac
-import logging
 import time
 import uuid
 
@@ -25,14 +24,20 @@ from feathergate.errors import (
 )
 from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext
-from feathergate.relay import Call, ClientDisconnected, Drain, read_body, relay, send_error
-from feathergate.routing import Router
+from feathergate.relay import (
+    Attempt,
+    ClientDisconnected,
+    Drain,
+    Exchange,
+    read_body,
+    relay,
+    send_error,
+)
+from feathergate.router import Router
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
 from feathergate.upstreams import UpstreamPool
 
 __all__ = ["CHAT_PATHS", "Gateway", "Runtime", "check_master_key"]
-
-log = logging.getLogger("feathergate")
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
@@ -96,21 +101,25 @@ class Gateway:
                 server = runtime.config.server
                 raw = await read_body(receive, server.max_request_bytes, server.body_timeout)
                 request = parse_chat_request(raw)
-                model = request.model
-                dep = runtime.router.pick(request.model)
-                call = self._call(dep, request, started)
+                # About four bytes a token: only rpm/tpm accounting uses the estimate.
+                plan = runtime.router.plan(
+                    request.model, stream=request.stream, prompt_tokens=len(raw) // 4
+                )
+                model = plan.group
             except GatewayError as err:
                 status = await send_error(send, err, [])
                 return
-            status = await relay(call, receive, send)
+            exchange = Exchange(request, started, runtime.drain, server.client_stall_timeout)
+            status = await relay(
+                exchange, plan, lambda dep: self._attempt(dep, request), receive, send
+            )
         except ClientDisconnected:
             status = 499
         finally:
-            label = model if model in runtime.router.model_names else "unknown"
-            metrics.REQUESTS.labels(label, str(status)).inc()
-            metrics.REQUEST_LATENCY.labels(label).observe(trio.current_time() - started)
+            metrics.REQUESTS.labels(model, str(status)).inc()
+            metrics.REQUEST_LATENCY.labels(model).observe(trio.current_time() - started)
 
-    def _call(self, dep: Deployment, request: ChatRequest, started: float) -> Call:
+    def _attempt(self, dep: Deployment, request: ChatRequest) -> Attempt:
         if dep.unavailable:
             raise ProviderUnsupported(f"model '{request.model}': {dep.unavailable}")
         if dep.missing_var and dep.mock_response is None:
@@ -129,13 +138,4 @@ class Gateway:
             created=int(time.time()),
         )
         adapter = "mock" if dep.mock_response is not None else dep.adapter
-        return Call(
-            provider=get_provider(adapter),
-            ctx=ctx,
-            body=request.body,
-            client=pool.client(dep),
-            assets_client=pool.assets,
-            drain=self.runtime.drain,
-            stall_timeout=self.runtime.config.server.client_stall_timeout,
-            started=started,
-        )
+        return Attempt(get_provider(adapter), ctx, pool.client(dep), pool.assets)

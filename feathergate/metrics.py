@@ -7,10 +7,13 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "ADDED_LATENCY",
     "DEADLINE_EXPIRIES",
+    "DEPLOYMENT_FAILURES",
+    "DEPLOYMENT_REQUESTS",
     "DISCONNECTS",
     "INFLIGHT",
     "REQUESTS",
     "REQUEST_LATENCY",
+    "RETRIES",
 ]
 
 _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -39,4 +42,19 @@ DISCONNECTS = Counter(
 )
 DEADLINE_EXPIRIES = Counter(
     "feathergate_deadline_expiries", "Upstream deadlines that expired", ["kind"]
+)
+DEPLOYMENT_REQUESTS = Counter(
+    "feathergate_deployment_requests",
+    "Upstream attempts by model group and deployment id",
+    ["model", "deployment"],
+)
+DEPLOYMENT_FAILURES = Counter(
+    "feathergate_deployment_failures",
+    "Failed upstream attempts by model group, deployment id and status",
+    ["model", "deployment", "status"],
+)
+RETRIES = Counter(
+    "feathergate_router_retries",
+    "Retries and fallbacks the router decided on",
+    ["model", "kind"],
 )

@@ -65,9 +65,23 @@ THINKING_BUDGETS = {
 
 _HANDLED = frozenset(
     {
-        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-        "temperature", "top_p", "top_k", "stop", "n", "tools", "tool_choice",
-        "parallel_tool_calls", "response_format", "user", "reasoning_effort",
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "n",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "user",
+        "reasoning_effort",
     }
 )
 # OpenAI-side bookkeeping with no effect on the answer itself.

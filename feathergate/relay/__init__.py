@@ -1,0 +1,174 @@
+"""The relay: the one place that owns cancellation and deadlines.
+
+Design note
+-----------
+Each chat request runs in one Trio nursery with two children:
+
+* a **disconnect watcher** that awaits ASGI ``receive()``; Hypercorn answers
+  it with ``http.disconnect`` when the client's socket closes (FIN or RST),
+  and the watcher cancels the nursery. Whatever the relay was awaiting at that
+  moment (the connect, the upstream's headers, a body read, a retry's
+  backoff) is cancelled, and leaving the ``httpx`` response closes the
+  upstream socket: nobody pays for tokens nobody reads.
+* the **relay** itself: a loop over the router's attempts. Each attempt
+  (:mod:`feathergate.relay.exchange`) is one upstream call. For a stream it
+  is two tasks joined by a small memory channel: a *reader* (upstream bytes
+  -> SSE decoder -> provider translator -> encoded chunks) and a *writer*
+  (chunks -> client). Hypercorn's writes are shielded and have no timeout, so
+  a client that stops reading would otherwise stall the reader and pin the
+  upstream; with the channel in between, the reader gives up on such a client
+  after ``client_stall_timeout`` and lets go of the upstream.
+  (``TCP_USER_TIMEOUT`` on accepted sockets, set in :mod:`feathergate.server`,
+  then frees the stuck client side.)
+
+Every ``await`` that waits on someone else has its own deadline, and a cancel
+scope never spans a ``yield``:
+
+=============  ==============================================================
+connect        TCP/TLS connect to the upstream (httpx's connect timeout)
+first_token    request sent -> first upstream body bytes (headers included)
+idle           gap between two upstream reads of a stream (LiteLLM's
+               ``stream_timeout``)
+total          one upstream attempt, start to end (LiteLLM's ``timeout``)
+=============  ==============================================================
+
+While nothing has reached the client, a failure is an exception: the router
+decides whether to retry (after a backoff, here), fail over or fall back, and
+the last failure becomes an HTTP error in OpenAI's shape (504 for a deadline).
+Once bytes were sent, a failure is an SSE error event and a clean end of the
+stream (PROTOCOLS.md §1.3 rule 6). Shutdown works the same way: each relay
+registers a *drain* scope that the server cancels when the grace period is
+over, and the client gets a 503 or an SSE error event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from feathergate import metrics
+from feathergate.config import Deployment
+from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout, error_event
+from feathergate.relay.exchange import Attempt, run_attempt, upstream_errors
+from feathergate.relay.lifecycle import ClientDisconnected, Drain, Exchange, read_body, send_error
+from feathergate.router import AttemptPlan, GiveUp
+from feathergate.typing import ASGIReceive, ASGISend
+
+__all__ = [
+    "Attempt",
+    "ClientDisconnected",
+    "Drain",
+    "Exchange",
+    "read_body",
+    "relay",
+    "send_error",
+    "upstream_errors",
+]
+
+AttemptFactory = Callable[[Deployment], Attempt]
+
+
+async def relay(
+    ex: Exchange,
+    plan: AttemptPlan,
+    make_attempt: AttemptFactory,
+    receive: ASGIReceive,
+    send: ASGISend,
+) -> int:
+    """Serve the request to the client; returns the HTTP status sent (499: client left)."""
+    metrics.INFLIGHT.inc()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope, ex)
+            try:
+                with ex.drain.scope() as drain:
+                    await _attempts(ex, plan, make_attempt, send)
+                if drain.cancelled_caught:
+                    await _end(ex, send, ShuttingDown())
+            except GatewayError as err:
+                if isinstance(err, UpstreamTimeout):
+                    metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
+                await _end(ex, send, err)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        metrics.INFLIGHT.dec()
+    return ex.status
+
+
+def _route_headers(dep: Deployment, plan: AttemptPlan) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-feathergate-model-id", dep.id.encode()),
+        (b"x-feathergate-attempted-retries", str(plan.retries).encode()),
+        (b"x-feathergate-attempted-fallbacks", str(plan.fallbacks).encode()),
+    ]
+
+
+async def _attempts(
+    ex: Exchange, plan: AttemptPlan, make_attempt: AttemptFactory, send: ASGISend
+) -> None:
+    dep = plan.next()
+    while True:
+        ex.headers = _route_headers(dep, plan)
+        ex.first_byte = ex.tokens = ex.stream_error = None
+        metrics.DEPLOYMENT_REQUESTS.labels(plan.model, dep.id).inc()
+        attempt_started = trio.current_time()
+        try:
+            attempt = make_attempt(dep)
+        except GatewayError as err:  # a deployment that cannot be called at all
+            decision = plan.failed(dep, err)
+        else:
+            plan.started(dep)
+            try:
+                await run_attempt(ex, attempt, send)
+            except GatewayError as err:
+                metrics.DEPLOYMENT_FAILURES.labels(plan.model, dep.id, str(err.http_status)).inc()
+                decision = plan.failed(dep, err)
+            except BaseException:
+                plan.cancelled(dep, tokens=ex.tokens)
+                raise
+            else:
+                if ex.stream_error is not None:
+                    err = ex.stream_error
+                    metrics.DEPLOYMENT_FAILURES.labels(
+                        plan.model, dep.id, str(err.http_status)
+                    ).inc()
+                    plan.failed(dep, err)  # counts towards cooldown; nothing left to retry
+                else:
+                    first = ex.first_byte if ex.first_byte is not None else trio.current_time()
+                    plan.succeeded(
+                        dep,
+                        latency=trio.current_time() - attempt_started,
+                        ttft=first - attempt_started if ex.request.stream else None,
+                        tokens=ex.tokens,
+                    )
+                return
+        if isinstance(decision, GiveUp):
+            ex.headers = _route_headers(dep, plan)
+            raise decision.err
+        metrics.RETRIES.labels(plan.model, "fallback" if decision.is_fallback else "retry").inc()
+        if decision.delay > 0:
+            ex.phase = "backoff"
+            await trio.sleep(decision.delay)
+        dep = decision.dep
+
+
+async def _end(ex: Exchange, send: ASGISend, err: GatewayError) -> None:
+    """Answer ``err``: as an HTTP error while nothing was sent, else as the last SSE event."""
+    ex.finishing = True
+    if ex.response_started:
+        await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
+    else:
+        ex.status = await send_error(send, err, ex.headers)
+
+
+async def _watch_disconnect(receive: ASGIReceive, scope: trio.CancelScope, ex: Exchange) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not ex.finishing:
+                metrics.DISCONNECTS.labels(ex.phase).inc()
+                ex.status = 499
+                scope.cancel()
+            return

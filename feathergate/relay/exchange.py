@@ -1,0 +1,327 @@
+"""One upstream attempt: the HTTP call, its deadlines, and the streaming pump."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, TypeVar
+
+import httpx
+import trio
+
+from feathergate import metrics
+from feathergate.assets import fetch_assets
+from feathergate.config import Deadlines
+from feathergate.errors import (
+    GatewayError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    error_event,
+)
+from feathergate.providers.base import (
+    CallContext,
+    Chunk,
+    Provider,
+    StreamTranslator,
+    UpstreamRequest,
+)
+from feathergate.relay.lifecycle import Exchange
+from feathergate.sse import DONE, SSEDecoder, encode_data
+from feathergate.typing import ASGISend
+
+__all__ = ["Attempt", "run_attempt", "upstream_errors"]
+
+T = TypeVar("T")
+
+_CHANNEL_SIZE = 32
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What one try against one deployment needs."""
+
+    provider: Provider
+    ctx: CallContext
+    client: httpx.AsyncClient
+    assets_client: httpx.AsyncClient
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return self.ctx.deployment.deadlines
+
+
+@contextmanager
+def upstream_errors(deadlines: Deadlines) -> Iterator[None]:
+    """The one place where httpx's exceptions become :class:`GatewayError` s."""
+    try:
+        yield
+    except httpx.ConnectTimeout:
+        raise UpstreamTimeout("connect", deadlines.connect or 0) from None
+    except (httpx.ConnectError, httpx.PoolTimeout) as exc:
+        raise UpstreamUnreachable(f"cannot connect to the upstream: {_reason(exc)}") from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UpstreamProtocolError(f"upstream connection failed: {_reason(exc)}") from None
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("total", deadlines.total or 0) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnreachable(f"upstream request failed: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    # httpx messages can carry the URL but never headers; keep them short.
+    return (str(exc) or type(exc).__name__)[:200]
+
+
+async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
+    """Call the upstream once and relay its answer.
+
+    Raises :class:`GatewayError` while nothing was sent to the client (the
+    caller may retry); after that, a failure is the stream's last event and is
+    left in ``ex.stream_error``.
+    """
+    started = trio.current_time()
+    total_at = started + (attempt.deadlines.total or math.inf)
+    ctx = attempt.ctx
+    fetch = getattr(attempt.provider, "assets_to_fetch", None)
+    urls = fetch(ex.request.body) if fetch is not None else None
+    if urls:
+        ex.phase = "assets"
+        with trio.move_on_at(total_at) as scope:
+            assets = await fetch_assets(
+                attempt.assets_client, urls, attempt.deadlines.connect or 30.0
+            )
+        if scope.cancelled_caught:
+            raise UpstreamTimeout("total", attempt.deadlines.total or 0)
+        ctx = attempt.ctx = replace(ctx, assets=assets)
+    request = attempt.provider.build_request(ex.request.body, ctx)
+    if ctx.stream:
+        await _stream(ex, attempt, request, send, total_at)
+    else:
+        await _complete(ex, attempt, request, send, total_at)
+
+
+async def _trace(ex: Exchange, event: str, info: object) -> None:
+    # httpcore reports each step; the disconnect metric wants the phase.
+    if event == "http11.send_request_headers.started":
+        ex.phase = "upstream_headers"
+
+
+def _httpx_request(ex: Exchange, attempt: Attempt, request: UpstreamRequest) -> httpx.Request:
+    return attempt.client.build_request(
+        request.method,
+        request.url,
+        headers=request.headers,
+        content=request.content,
+        timeout=httpx.Timeout(None, connect=attempt.deadlines.connect),
+        extensions={"trace": partial(_trace, ex)},
+    )
+
+
+async def _timed(
+    awaitable: Any, deadline: float, total_at: float, kind: str, deadlines: Deadlines
+) -> T:
+    """Await one step under ``min(deadline, total)``; raise the deadline that expired."""
+    with trio.move_on_at(min(deadline, total_at)):
+        with upstream_errors(deadlines):
+            result: T = await awaitable
+        return result
+    if total_at <= deadline:
+        raise UpstreamTimeout("total", deadlines.total or 0)
+    seconds = deadlines.first_token if kind == "first_token" else deadlines.idle
+    raise UpstreamTimeout(kind, seconds or 0)
+
+
+async def _open(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, total_at: float, first_at: float
+) -> httpx.Response:
+    ex.phase = "connect"
+    ex.upstream_sent = trio.current_time()
+    deadlines = attempt.deadlines
+    response: httpx.Response = await _timed(
+        attempt.client.send(_httpx_request(ex, attempt, request), stream=True),
+        first_at,
+        total_at,
+        "first_token",
+        deadlines,
+    )
+    if response.status_code >= 400:
+        try:
+            body: bytes = await _timed(
+                response.aread(), first_at, total_at, "first_token", deadlines
+            )
+        finally:
+            await response.aclose()
+        raise attempt.provider.map_error(response.status_code, response.headers, body)
+    return response
+
+
+def _first_token_at(deadlines: Deadlines) -> float:
+    first = deadlines.first_token
+    return trio.current_time() + first if first else math.inf
+
+
+async def _complete(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
+) -> None:
+    first_at = _first_token_at(attempt.deadlines)
+    response = await _open(ex, attempt, request, total_at, first_at)
+    try:
+        ex.phase = "response_body"
+        body: bytes = await _timed(
+            response.aread(), first_at, total_at, "first_token", attempt.deadlines
+        )
+    finally:
+        await response.aclose()
+    upstream_done = ex.first_byte = trio.current_time()
+    completion = attempt.provider.parse_response(body, attempt.ctx)
+    usage = completion.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+        ex.tokens = usage["total_tokens"]
+    payload = json.dumps(completion).encode()
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *ex.headers]
+    ex.status = 200
+    ex.phase = "sending"
+    with trio.CancelScope(shield=True):  # a JSON body is sent whole or not at all
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        ex.response_started = True
+        ex.finishing = True
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+    now = trio.current_time()
+    metrics.ADDED_LATENCY.observe((ex.upstream_sent - ex.started) + (now - upstream_done))
+
+
+class _Encoder:
+    """Translated chunks -> SSE bytes, noting the usage as it goes by."""
+
+    __slots__ = ("_ex",)
+
+    def __init__(self, ex: Exchange) -> None:
+        self._ex = ex
+
+    def __call__(self, chunks: list[Chunk]) -> bytes:
+        for chunk in chunks:
+            usage = chunk.get("usage")
+            if usage:
+                self._ex.tokens = usage.get("total_tokens")
+        return b"".join(encode_data(chunk) for chunk in chunks)
+
+
+async def _stream(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
+) -> None:
+    translator = attempt.provider.stream_translator(attempt.ctx)
+    decoder = SSEDecoder()
+    encode = _Encoder(ex)
+    first_at = _first_token_at(attempt.deadlines)
+    response = await _open(ex, attempt, request, total_at, first_at)
+    try:
+        raw = response.aiter_raw()
+        ex.phase = "first_token"
+        # Nothing is sent before the first translated chunk: until then every
+        # failure is still a plain HTTP error, and the router may try elsewhere.
+        first = b""
+        ended = False
+        while not first and not ended:
+            data: bytes | None = await _timed(
+                _next(raw), first_at, total_at, "first_token", attempt.deadlines
+            )
+            if data is None:
+                ended = True
+                first = encode([c for e in decoder.finish() for c in translator.feed(e)])
+                first += encode(translator.finish()) + DONE
+            else:
+                first = encode([c for e in decoder.feed(data) for c in translator.feed(e)])
+        upstream_first = ex.first_byte = trio.current_time()
+        ex.status = 200
+        ex.phase = "streaming"
+        sender, receiver = trio.open_memory_channel[bytes](_CHANNEL_SIZE)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_write, send, receiver, ex)
+            async with sender:
+                sender.send_nowait(first)
+                metrics.ADDED_LATENCY.observe(
+                    (ex.upstream_sent - ex.started) + (trio.current_time() - upstream_first)
+                )
+                tail = None
+                if not ended:
+                    tail = await _pump(
+                        ex, attempt, raw, decoder, translator, encode, sender, total_at
+                    )
+                # Let go of the upstream before waiting on the client.
+                await response.aclose()
+                delivered = ended
+                if tail is not None:
+                    with trio.move_on_after(ex.stall_timeout):
+                        await sender.send(tail)
+                        delivered = True
+                if not delivered:  # the client stopped reading: stop writing to it
+                    nursery.cancel_scope.cancel()
+    finally:
+        await response.aclose()
+
+
+async def _next(raw: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await raw.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _pump(
+    ex: Exchange,
+    attempt: Attempt,
+    raw: AsyncIterator[bytes],
+    decoder: SSEDecoder,
+    translator: StreamTranslator,
+    encode: _Encoder,
+    sender: trio.MemorySendChannel[bytes],
+    total_at: float,
+) -> bytes | None:
+    """Upstream -> channel until the end; returns the stream's last event.
+
+    ``None`` means the client stopped reading: the channel stayed full for
+    ``stall_timeout`` (or past the total deadline), and nothing more can reach it.
+    """
+    deadlines = attempt.deadlines
+    idle = deadlines.idle
+    try:
+        while True:
+            idle_at = trio.current_time() + idle if idle else math.inf
+            data: bytes | None = await _timed(_next(raw), idle_at, total_at, "idle", deadlines)
+            if data is None:
+                chunks = [c for e in decoder.finish() for c in translator.feed(e)]
+                return encode(chunks + translator.finish()) + DONE
+            out = encode([c for e in decoder.feed(data) for c in translator.feed(e)])
+            if out:
+                with trio.move_on_at(min(total_at, trio.current_time() + ex.stall_timeout)):
+                    await sender.send(out)
+                    continue
+                metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
+                return None
+    except GatewayError as err:
+        if isinstance(err, UpstreamTimeout):
+            metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
+        ex.stream_error = err
+        return error_event(err)
+
+
+async def _write(send: ASGISend, receiver: trio.MemoryReceiveChannel[bytes], ex: Exchange) -> None:
+    async with receiver:
+        headers = [*_SSE_HEADERS, *ex.headers]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        ex.response_started = True
+        async for data in receiver:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        ex.finishing = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

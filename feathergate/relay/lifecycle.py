@@ -1,0 +1,104 @@
+"""The request around the relay: its body, its state, shutdown's drain, error replies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from feathergate.chat import ChatRequest
+from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout, error_response
+from feathergate.typing import ASGIReceive, ASGISend
+
+__all__ = ["ClientDisconnected", "Drain", "Exchange", "read_body", "send_error"]
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body was complete."""
+
+
+class Drain:
+    """The relays in flight, so that shutdown can end them after its grace period."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()
+        self._empty = trio.Event()
+        self._empty.set()
+        self.cancelled = False
+
+    @contextmanager
+    def scope(self) -> Iterator[trio.CancelScope]:
+        with trio.CancelScope() as scope:
+            if self.cancelled:
+                scope.cancel()
+            self._scopes.add(scope)
+            self._empty = trio.Event()
+            try:
+                yield scope
+            finally:
+                self._scopes.discard(scope)
+                if not self._scopes:
+                    self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no relay is in flight."""
+        while self._scopes:
+            await self._empty.wait()
+
+    def cancel_all(self) -> None:
+        self.cancelled = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One client request, across every upstream attempt made for it."""
+
+    request: ChatRequest
+    started: float
+    drain: Drain
+    stall_timeout: float = 30.0  # how long a client may leave a stream unread
+    phase: str = "prepare"  # for the disconnect metric
+    status: int = 0  # the HTTP status sent; 499 when the client left
+    finishing: bool = False  # the last message is on its way: nothing left to cancel
+    response_started: bool = False  # bytes reached the client: no retry, no HTTP error
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Per attempt:
+    upstream_sent: float = 0.0
+    first_byte: float | None = None
+    tokens: int | None = None
+    stream_error: GatewayError | None = None  # a failure after the response started
+
+
+async def read_body(receive: ASGIReceive, limit: int, seconds: float) -> bytes:
+    """The whole request body, at most ``limit`` bytes, within ``seconds``."""
+    parts: list[bytes] = []
+    size = 0
+    with trio.move_on_after(seconds) as scope:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+    if scope.cancelled_caught:
+        raise RequestTimeout(f"request body was not received within {seconds:g}s")
+    return b"".join(parts)
+
+
+async def send_error(send: ASGISend, err: GatewayError, extra: list[tuple[bytes, bytes]]) -> int:
+    status, headers, body = error_response(err)
+    await send({"type": "http.response.start", "status": status, "headers": headers + extra})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return status

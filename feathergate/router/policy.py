@@ -32,8 +32,10 @@ BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 8.0
 BACKOFF_JITTER = 0.25
 # A Retry-After longer than this is not waited for: the client would rather
-# get another deployment, or the error, than a held connection.
-RETRY_AFTER_CAP = 60.0
+# get another deployment, or the error (Retry-After forwarded, which the
+# OpenAI SDKs honour themselves), than a connection held silently. It matches
+# the backoff cap, so no in-gateway wait is ever longer than a backoff.
+RETRY_AFTER_CAP = 8.0
 # A Retry-After cools a deployment for at least that long, but a misbehaving
 # upstream must not take a deployment out for hours.
 MAX_RETRY_AFTER_COOLDOWN = 300.0

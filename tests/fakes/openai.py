@@ -43,6 +43,7 @@ class Reply:
     gate: trio.Event | None = None
     raw: list[bytes] | None = None  # exact stream bytes to send instead of chunks
     error_event: dict[str, Any] | None = None  # sent in the stream after the text
+    delay: float = 0.0  # the upstream is slow to answer (its own behaviour, not a sync point)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FakeOpenAI:
     def __init__(self, api_key: str = "sk-upstream-secret") -> None:
         self.api_key = api_key
         self.replies: deque[Reply] = deque()
+        self.default = Reply()  # answers when no scripted reply is left
         self.requests: list[Seen] = []
         self.closed = 0  # responses whose ASGI call ended (completed or cut)
 
@@ -84,9 +86,11 @@ class FakeOpenAI:
             }
             await send_json(send, 401, {"error": error})
             return
-        reply = self.replies.popleft() if self.replies else Reply()
+        reply = self.replies.popleft() if self.replies else self.default
         if reply.before_headers is not None:
             await reply.before_headers.wait()
+        if reply.delay:
+            await trio.sleep(reply.delay)
         if reply.status >= 400:
             payload = (
                 reply.error

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, cast
 
@@ -14,6 +15,7 @@ from quart import Quart, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from feathergate import metrics
 from feathergate.config import Config
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_master_key
@@ -22,6 +24,16 @@ from feathergate.typing import ASGIApp
 __all__ = ["create_app"]
 
 _STARTED = int(time.time())
+
+
+def _metrics_payload() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # --workers N: sum every worker's files
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
 
 
 def _error(err: GatewayError) -> Response:
@@ -111,7 +123,10 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        for dep_id, status in runtime.router.snapshot().items():
+            cooling = 1.0 if status["cooldown_remaining"] > 0 else 0.0
+            metrics.COOLDOWN.labels(status["model_name"], dep_id).set(cooling)
+        return Response(_metrics_payload(), content_type=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -6,6 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ADDED_LATENCY",
+    "COOLDOWN",
     "DEADLINE_EXPIRIES",
     "DEPLOYMENT_FAILURES",
     "DEPLOYMENT_REQUESTS",
@@ -52,6 +53,12 @@ DEPLOYMENT_FAILURES = Counter(
     "feathergate_deployment_failures",
     "Failed upstream attempts by model group, deployment id and status",
     ["model", "deployment", "status"],
+)
+COOLDOWN = Gauge(
+    "feathergate_deployment_cooldown",
+    "1 while a deployment is cooling down (read at scrape time)",
+    ["model", "deployment"],
+    multiprocess_mode="max",
 )
 RETRIES = Counter(
     "feathergate_router_retries",

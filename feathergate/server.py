@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -150,8 +152,16 @@ async def serve(
 
 
 def _worker(config: Config, sockets: Sockets, log_level: str) -> None:
+    # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
+    # which forwards it once (a second signal would skip the grace period).
+    os.setpgrp()
     setup_logging(log_level)
-    trio.run(partial(serve, config, sockets))
+    try:
+        trio.run(partial(serve, config, sockets))
+    finally:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def setup_logging(level: str) -> None:
@@ -172,6 +182,10 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
     if workers <= 1:
         trio.run(partial(serve, config, sockets))
         return
+    # Every worker writes its metrics to files here and /metrics sums them
+    # (prometheus_client's multiprocess mode, chosen at import in each worker).
+    metrics_dir = tempfile.mkdtemp(prefix="feathergate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     ctx = multiprocessing.get_context("spawn")
     processes = [
         ctx.Process(target=_worker, args=(config, sockets, log_level), daemon=False)
@@ -187,5 +201,11 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for process in processes:
-        process.join()
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise SystemExit(1)

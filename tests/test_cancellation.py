@@ -334,3 +334,34 @@ async def test_shutdown_ends_streams_past_the_grace_period_with_an_error(
         assert b'"code": "shutting_down"' in raw
         with trio.fail_after(5):
             await upstream.conns[-1].closed.wait()
+
+
+# -- slow uploads ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body_timeout", "status"), [(5.0, b" 200 "), (0.3, b" 408 ")])
+async def test_slow_uploads_are_bounded_by_body_timeout_only(
+    upstream: TCPUpstream, body_timeout: float, status: bytes
+) -> None:
+    """A body that trickles in is accepted within ``body_timeout``, then answered 408."""
+    import json
+
+    upstream.behaviour = Behaviour(Mode.JSON)
+    cfg = config(upstream.url, settings={"body_timeout": body_timeout})
+    payload = json.dumps({"model": "m", "messages": MESSAGES}).encode()
+    async with gateway(cfg) as (_, port):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % len(payload)
+        )
+        try:
+            for i in range(0, len(payload), 16):  # a slow client: its pace, not a sync point
+                await stream.send_all(payload[i : i + 16])
+                await trio.sleep(0.1)
+        except trio.BrokenResourceError:
+            pass  # the gateway gave up on the body and closed the connection
+        client = RawClient(stream)
+        head = await client.read_until(b"\r\n\r\n")
+        await stream.aclose()
+    assert head.startswith(b"HTTP/1.1" + status)

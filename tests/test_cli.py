@@ -179,3 +179,51 @@ async def test_second_signal_ends_live_streams_at_once(tmp_path: Path) -> None:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_workers_share_one_view_of_the_metrics(tmp_path: Path) -> None:
+    port = _free_port()
+    process = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "feathergate",
+            "serve",
+            "--config",
+            str(ROOT / "feathergate.yaml"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    log = bytearray()
+    try:
+        with trio.fail_after(60):
+            for _ in range(2):  # each worker logs once that it runs
+                await _read_until(process.stderr, b"Running on", log)
+                del log[: log.index(b"Running on") + 1]
+            body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(20):  # fresh connections: the kernel spreads them over workers
+                async with httpx.AsyncClient() as one:
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    assert (await one.post(url, json=body)).status_code == 200
+            scrapes = []
+            for _ in range(10):  # fresh connections again: any worker may answer
+                async with httpx.AsyncClient() as one:
+                    scrapes.append((await one.get(f"http://127.0.0.1:{port}/metrics")).text)
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        for text in scrapes:
+            line = next(
+                line
+                for line in text.splitlines()
+                if line.startswith('feathergate_requests_total{model="demo",status="200"}')
+            )
+            assert float(line.split()[-1]) == 20.0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

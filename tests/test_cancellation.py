@@ -12,6 +12,7 @@ import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -285,55 +286,53 @@ async def test_deadline_mid_stream_is_an_sse_error_and_a_clean_end(
 # -- shutdown ---------------------------------------------------------------------------
 
 
-async def test_shutdown_lets_streams_finish_within_the_grace_period(upstream: TCPUpstream) -> None:
+@asynccontextmanager
+async def serving(cfg: Config) -> AsyncIterator[tuple[int, trio.Event]]:
+    """Serve ``cfg`` as ``feathergate serve`` does; setting the event starts the shutdown.
+
+    Leaving the block waits until the server has returned.
+    """
     from feathergate.server import Bind, make_sockets, serve
 
-    upstream.behaviour = Behaviour(Mode.STREAM, events=40, interval=0.01)
-    cfg = config(upstream.url, settings={"shutdown_grace_period": 20})
     sockets = make_sockets(Bind("127.0.0.1", 0), cfg)
-    port = sockets.insecure_sockets[0].getsockname()[1]
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: serve(
-                cfg, sockets, shutdown_trigger=stop.wait, task_status=task_status
-            )
-        )
+        await nursery.start(partial(serve, cfg, sockets, shutdown_trigger=stop.wait))
+        yield sockets.insecure_sockets[0].getsockname()[1], stop
+
+
+async def test_shutdown_lets_streams_finish_within_the_grace_period(upstream: TCPUpstream) -> None:
+    upstream.behaviour = Behaviour(Mode.STREAM, events=40, interval=0.01)
+    async with serving(config(upstream.url, settings={"shutdown_grace_period": 20})) as (
+        port,
+        stop,
+    ):
         client = await RawClient.post(port, {"model": "m", "messages": MESSAGES, "stream": True})
         await read_sse_until(client, 1)
         stop.set()
         with trio.fail_after(10):
             raw = await client.read_all()
         await client.stream.aclose()
-        assert raw.rstrip(b"\r\n0").endswith(b"data: [DONE]")  # complete, despite shutdown
-    # serve() returned: the nursery exited once the stream was done.
+    assert raw.rstrip(b"\r\n0").endswith(b"data: [DONE]")  # complete, despite shutdown
 
 
 async def test_shutdown_ends_streams_past_the_grace_period_with_an_error(
     upstream: TCPUpstream,
 ) -> None:
-    from feathergate.server import Bind, make_sockets, serve
-
     upstream.behaviour = Behaviour(Mode.HANG_BODY, partial_events=2)
-    cfg = config(upstream.url, settings={"shutdown_grace_period": 0.3})
-    sockets = make_sockets(Bind("127.0.0.1", 0), cfg)
-    port = sockets.insecure_sockets[0].getsockname()[1]
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: serve(
-                cfg, sockets, shutdown_trigger=stop.wait, task_status=task_status
-            )
-        )
+    async with serving(config(upstream.url, settings={"shutdown_grace_period": 0.3})) as (
+        port,
+        stop,
+    ):
         client = await RawClient.post(port, {"model": "m", "messages": MESSAGES, "stream": True})
         await read_sse_until(client, 2)
         stop.set()
         with trio.fail_after(10):
             raw = await client.read_all()
         await client.stream.aclose()
-        assert b'"code": "shutting_down"' in raw
         with trio.fail_after(5):
             await upstream.conns[-1].closed.wait()
+    assert b'"code": "shutting_down"' in raw
 
 
 # -- slow uploads ---------------------------------------------------------------------

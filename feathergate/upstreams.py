@@ -31,6 +31,8 @@ def _origin(dep: Deployment) -> str:
 
 class UpstreamPool:
     def __init__(self, config: Config) -> None:
+        # One TLS context for every pool: loading the CA bundle costs ~25 ms each.
+        tls = httpx.create_ssl_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._by_deployment: dict[str, httpx.AsyncClient] = {}
         for dep in config.deployments:
@@ -38,16 +40,18 @@ class UpstreamPool:
                 key = f"mock:{dep.id}"
                 if key not in self._clients:
                     self._clients[key] = httpx.AsyncClient(
-                        transport=mock_transport(dep.mock_response), timeout=_NO_TIMEOUTS
+                        transport=mock_transport(dep.mock_response),
+                        timeout=_NO_TIMEOUTS,
+                        verify=tls,
                     )
             else:
                 key = _origin(dep)
                 if key not in self._clients:
                     self._clients[key] = httpx.AsyncClient(
-                        timeout=_NO_TIMEOUTS, limits=_LIMITS, trust_env=False
+                        timeout=_NO_TIMEOUTS, limits=_LIMITS, trust_env=False, verify=tls
                     )
             self._by_deployment[dep.id] = self._clients[key]
-        self._assets = httpx.AsyncClient(timeout=_NO_TIMEOUTS, trust_env=False)
+        self._assets = httpx.AsyncClient(timeout=_NO_TIMEOUTS, trust_env=False, verify=tls)
 
     def client(self, dep: Deployment) -> httpx.AsyncClient:
         return self._by_deployment[dep.id]

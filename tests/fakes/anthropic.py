@@ -40,11 +40,11 @@ import trio
 
 from tests.fakes.anthropic_rules import Rejected, validate
 from tests.fakes.asgi import (
+    FakeServer,
     Receive,
     Scope,
     Send,
     headers_of,
-    lifespan,
     read_body,
     send_json,
     start_stream,
@@ -268,7 +268,7 @@ def encode_events(events: Sequence[Event]) -> bytes:
 
 
 @dataclass(slots=True)
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     api_key: str = "sk-test"
     default: Reply = field(default_factory=Reply)
     replies: deque[Reply | ErrorReply] = field(default_factory=deque)
@@ -281,15 +281,6 @@ class FakeAnthropic:
     @property
     def last(self) -> Received:
         return self.requests[-1]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        try:
-            await self._handle(scope, receive, send)
-        finally:
-            self.closed += 1
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)

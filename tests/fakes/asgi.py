@@ -48,3 +48,21 @@ async def start_stream(send: Send, headers: dict[str, str] | None = None) -> Non
     raw = [(b"content-type", b"text/event-stream")]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": 200, "headers": raw})
+
+
+class FakeServer:
+    """An ASGI fake: answers the lifespan, counts finished exchanges, calls ``_handle``."""
+
+    closed = 0  # exchanges whose ASGI call ended (completed or cut)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.closed += 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 import trio
 
+from tests.fakes.asgi import lifespan
 from tests.fakes.gemini_rules import Rejection, check_call, google_error
 
 __all__ = [
@@ -204,13 +205,8 @@ class FakeGemini:
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         raw = b""

@@ -16,11 +16,11 @@ from typing import Any
 import trio
 
 from tests.fakes.asgi import (
+    FakeServer,
     Receive,
     Scope,
     Send,
     headers_of,
-    lifespan,
     read_body,
     send_json,
     start_stream,
@@ -53,25 +53,15 @@ class Seen:
     body: dict[str, Any]
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
     def __init__(self, api_key: str = "sk-upstream-secret") -> None:
         self.api_key = api_key
         self.replies: deque[Reply] = deque()
         self.default = Reply()  # answers when no scripted reply is left
         self.requests: list[Seen] = []
-        self.closed = 0  # responses whose ASGI call ended (completed or cut)
 
     def script(self, *replies: Reply) -> None:
         self.replies.extend(replies)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        try:
-            await self._handle(scope, receive, send)
-        finally:
-            self.closed += 1
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)

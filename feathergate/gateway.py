@@ -35,7 +35,7 @@ from feathergate.relay import (
 )
 from feathergate.router import Router
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
-from feathergate.upstreams import UpstreamPool
+from feathergate.upstream import UpstreamPool
 
 __all__ = ["CHAT_PATHS", "Gateway", "Runtime", "check_master_key"]
 
@@ -138,4 +138,4 @@ class Gateway:
             created=int(time.time()),
         )
         adapter = "mock" if dep.mock_response is not None else dep.adapter
-        return Attempt(get_provider(adapter), ctx, pool.client(dep), pool.assets)
+        return Attempt(get_provider(adapter), ctx, pool.transport(dep), pool.assets)

@@ -1,7 +1,7 @@
 """``mock_response``: a deployment that answers locally, as LiteLLM's key does.
 
-It is an OpenAI-speaking upstream behind an ``httpx.MockTransport``, so a
-mock call takes the same relay path as a real one, streaming included.
+It is an OpenAI-speaking upstream behind an in-process transport, so a mock
+call takes the same relay path as a real one, streaming included.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-
-import httpx
+from collections.abc import Callable
+from typing import Any
 
 from feathergate.providers.base import CallContext
 from feathergate.providers.openai import OpenAIProvider
 
-__all__ = ["MockProvider", "mock_transport"]
+__all__ = ["MockProvider", "MockResponse", "MockTransport"]
 
 
 def _usage(prompt: object, text: str) -> dict[str, int]:
@@ -29,48 +28,79 @@ def _usage(prompt: object, text: str) -> dict[str, int]:
     }
 
 
-def mock_transport(text: str) -> httpx.MockTransport:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+class MockResponse:
+    __slots__ = ("_parts", "headers", "status")
+
+    def __init__(self, parts: list[bytes], content_type: str) -> None:
+        self._parts = parts
+        self.status = 200
+        self.headers = {"content-type": content_type}
+
+    async def next_chunk(self) -> bytes | None:
+        return self._parts.pop(0) if self._parts else None
+
+    async def read(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+    def close(self) -> None:
+        self._parts = []
+
+
+class MockTransport:
+    """Answers every chat completion with the configured text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        connect_timeout: float | None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> MockResponse:
+        request = json.loads(body)
         head = {
             "id": f"chatcmpl-mock-{uuid.uuid4().hex[:12]}",
             "created": int(time.time()),
-            "model": body.get("model", "mock"),
+            "model": request.get("model", "mock"),
             "system_fingerprint": None,
         }
-        usage = _usage(body.get("messages"), text)
-        if not body.get("stream"):
-            message = {"role": "assistant", "content": text, "refusal": None}
+        usage = _usage(request.get("messages"), self.text)
+        if not request.get("stream"):
+            message = {"role": "assistant", "content": self.text, "refusal": None}
             choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
             payload = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
-            return httpx.Response(200, json=payload)
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return MockResponse([json.dumps(payload).encode()], "application/json")
 
-        async def events() -> AsyncIterator[bytes]:
-            def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                data = {
-                    **head,
-                    "object": "chat.completion.chunk",
-                    "choices": [choice],
-                    "usage": None,
-                }
-                return b"data: " + json.dumps(data).encode() + b"\n\n"
+        def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _event(
+                {**head, "object": "chat.completion.chunk", "choices": [choice], "usage": None}
+            )
 
-            yield chunk({"role": "assistant", "content": ""})
-            words = text.split(" ")
-            for piece in [w + " " for w in words[:-1]] + words[-1:]:
-                if piece:
-                    yield chunk({"content": piece})
-            yield chunk({}, "stop")
-            if include_usage:
-                data = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-                yield b"data: " + json.dumps(data).encode() + b"\n\n"
-            yield b"data: [DONE]\n\n"
+        words = self.text.split(" ")
+        pieces = [w + " " for w in words[:-1]] + words[-1:]
+        parts = [chunk({"role": "assistant", "content": ""})]
+        parts += [chunk({"content": piece}) for piece in pieces if piece]
+        parts.append(chunk({}, "stop"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            parts.append(
+                _event({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            )
+        parts.append(b"data: [DONE]\n\n")
+        return MockResponse(parts, "text/event-stream")
 
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=events())
-
-    return httpx.MockTransport(handler)
+    def close(self) -> None:
+        pass
 
 
 class MockProvider(OpenAIProvider):

@@ -8,8 +8,8 @@ Each chat request runs in one Trio nursery with two children:
   it with ``http.disconnect`` when the client's socket closes (FIN or RST),
   and the watcher cancels the nursery. Whatever the relay was awaiting at that
   moment (the connect, the upstream's headers, a body read, a retry's
-  backoff) is cancelled, and leaving the ``httpx`` response closes the
-  upstream socket: nobody pays for tokens nobody reads.
+  backoff) is cancelled, and closing the half-read upstream response closes
+  its socket: nobody pays for tokens nobody reads.
 * the **relay** itself: a loop over the router's attempts. Each attempt
   (:mod:`feathergate.relay.exchange`) is one upstream call. For a stream it
   is two tasks joined by a small memory channel: a *reader* (upstream bytes
@@ -25,7 +25,7 @@ Every ``await`` that waits on someone else has its own deadline, and a cancel
 scope never spans a ``yield``:
 
 =============  ==============================================================
-connect        TCP/TLS connect to the upstream (httpx's connect timeout)
+connect        TCP/TLS connect to the upstream
 first_token    request sent -> first upstream body bytes (headers included)
 idle           gap between two upstream reads of a stream (LiteLLM's
                ``stream_timeout``)
@@ -50,7 +50,7 @@ import trio
 from feathergate import metrics
 from feathergate.config import Deployment
 from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout, error_event
-from feathergate.relay.exchange import Attempt, run_attempt, upstream_errors
+from feathergate.relay.exchange import Attempt, run_attempt
 from feathergate.relay.lifecycle import ClientDisconnected, Drain, Exchange, read_body, send_error
 from feathergate.router import AttemptPlan, GiveUp
 from feathergate.typing import ASGIReceive, ASGISend
@@ -63,7 +63,6 @@ __all__ = [
     "read_body",
     "relay",
     "send_error",
-    "upstream_errors",
 ]
 
 AttemptFactory = Callable[[Deployment], Attempt]

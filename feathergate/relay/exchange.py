@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -18,9 +16,7 @@ from feathergate.assets import fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import (
     GatewayError,
-    UpstreamProtocolError,
     UpstreamTimeout,
-    UpstreamUnreachable,
     error_event,
 )
 from feathergate.providers.base import (
@@ -33,8 +29,9 @@ from feathergate.providers.base import (
 from feathergate.relay.lifecycle import Exchange
 from feathergate.sse import DONE, SSEDecoder, encode_data
 from feathergate.typing import ASGISend
+from feathergate.upstream import Transport, UpstreamResponse
 
-__all__ = ["Attempt", "run_attempt", "upstream_errors"]
+__all__ = ["Attempt", "run_attempt"]
 
 T = TypeVar("T")
 
@@ -53,34 +50,12 @@ class Attempt:
 
     provider: Provider
     ctx: CallContext
-    client: httpx.AsyncClient
+    client: Transport
     assets_client: httpx.AsyncClient
 
     @property
     def deadlines(self) -> Deadlines:
         return self.ctx.deployment.deadlines
-
-
-@contextmanager
-def upstream_errors(deadlines: Deadlines) -> Iterator[None]:
-    """The one place where httpx's exceptions become :class:`GatewayError` s."""
-    try:
-        yield
-    except httpx.ConnectTimeout:
-        raise UpstreamTimeout("connect", deadlines.connect or 0) from None
-    except (httpx.ConnectError, httpx.PoolTimeout) as exc:
-        raise UpstreamUnreachable(f"cannot connect to the upstream: {_reason(exc)}") from None
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise UpstreamProtocolError(f"upstream connection failed: {_reason(exc)}") from None
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout("total", deadlines.total or 0) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnreachable(f"upstream request failed: {_reason(exc)}") from None
-
-
-def _reason(exc: Exception) -> str:
-    # httpx messages can carry the URL but never headers; keep them short.
-    return (str(exc) or type(exc).__name__)[:200]
 
 
 async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
@@ -111,21 +86,8 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
         await _complete(ex, attempt, request, send, total_at)
 
 
-async def _trace(ex: Exchange, event: str, info: object) -> None:
-    # httpcore reports each step; the disconnect metric wants the phase.
-    if event == "http11.send_request_headers.started":
-        ex.phase = "upstream_headers"
-
-
-def _httpx_request(ex: Exchange, attempt: Attempt, request: UpstreamRequest) -> httpx.Request:
-    return attempt.client.build_request(
-        request.method,
-        request.url,
-        headers=request.headers,
-        content=request.content,
-        timeout=httpx.Timeout(None, connect=attempt.deadlines.connect),
-        extensions={"trace": partial(_trace, ex)},
-    )
+def _sent(ex: Exchange) -> None:
+    ex.phase = "upstream_headers"  # the request is out; the upstream has it
 
 
 async def _timed(
@@ -133,8 +95,7 @@ async def _timed(
 ) -> T:
     """Await one step under ``min(deadline, total)``; raise the deadline that expired."""
     with trio.move_on_at(min(deadline, total_at)):
-        with upstream_errors(deadlines):
-            result: T = await awaitable
+        result: T = await awaitable
         return result
     if total_at <= deadline:
         raise UpstreamTimeout("total", deadlines.total or 0)
@@ -144,25 +105,27 @@ async def _timed(
 
 async def _open(
     ex: Exchange, attempt: Attempt, request: UpstreamRequest, total_at: float, first_at: float
-) -> httpx.Response:
+) -> UpstreamResponse:
     ex.phase = "connect"
     ex.upstream_sent = trio.current_time()
     deadlines = attempt.deadlines
-    response: httpx.Response = await _timed(
-        attempt.client.send(_httpx_request(ex, attempt, request), stream=True),
-        first_at,
-        total_at,
-        "first_token",
-        deadlines,
+    sending = attempt.client.send(
+        request.method,
+        request.url,
+        request.headers,
+        request.content,
+        connect_timeout=deadlines.connect,
+        on_sent=partial(_sent, ex),
     )
-    if response.status_code >= 400:
+    response: UpstreamResponse = await _timed(sending, first_at, total_at, "first_token", deadlines)
+    if response.status >= 400:
         try:
             body: bytes = await _timed(
-                response.aread(), first_at, total_at, "first_token", deadlines
+                response.read(), first_at, total_at, "first_token", deadlines
             )
         finally:
-            await response.aclose()
-        raise attempt.provider.map_error(response.status_code, response.headers, body)
+            response.close()
+        raise attempt.provider.map_error(response.status, response.headers, body)
     return response
 
 
@@ -179,10 +142,10 @@ async def _complete(
     try:
         ex.phase = "response_body"
         body: bytes = await _timed(
-            response.aread(), first_at, total_at, "first_token", attempt.deadlines
+            response.read(), first_at, total_at, "first_token", attempt.deadlines
         )
     finally:
-        await response.aclose()
+        response.close()
     upstream_done = ex.first_byte = trio.current_time()
     completion = attempt.provider.parse_response(body, attempt.ctx)
     usage = completion.get("usage")
@@ -226,7 +189,6 @@ async def _stream(
     first_at = _first_token_at(attempt.deadlines)
     response = await _open(ex, attempt, request, total_at, first_at)
     try:
-        raw = response.aiter_raw()
         ex.phase = "first_token"
         # Nothing is sent before the first translated chunk: until then every
         # failure is still a plain HTTP error, and the router may try elsewhere.
@@ -234,7 +196,7 @@ async def _stream(
         ended = False
         while not first and not ended:
             data: bytes | None = await _timed(
-                _next(raw), first_at, total_at, "first_token", attempt.deadlines
+                response.next_chunk(), first_at, total_at, "first_token", attempt.deadlines
             )
             if data is None:
                 ended = True
@@ -256,10 +218,10 @@ async def _stream(
                 tail = None
                 if not ended:
                     tail = await _pump(
-                        ex, attempt, raw, decoder, translator, encode, sender, total_at
+                        ex, attempt, response, decoder, translator, encode, sender, total_at
                     )
                 # Let go of the upstream before waiting on the client.
-                await response.aclose()
+                response.close()
                 delivered = ended
                 if tail is not None:
                     with trio.move_on_after(ex.stall_timeout):
@@ -268,20 +230,13 @@ async def _stream(
                 if not delivered:  # the client stopped reading: stop writing to it
                     nursery.cancel_scope.cancel()
     finally:
-        await response.aclose()
-
-
-async def _next(raw: AsyncIterator[bytes]) -> bytes | None:
-    try:
-        return await raw.__anext__()
-    except StopAsyncIteration:
-        return None
+        response.close()
 
 
 async def _pump(
     ex: Exchange,
     attempt: Attempt,
-    raw: AsyncIterator[bytes],
+    response: UpstreamResponse,
     decoder: SSEDecoder,
     translator: StreamTranslator,
     encode: _Encoder,
@@ -298,7 +253,9 @@ async def _pump(
     try:
         while True:
             idle_at = trio.current_time() + idle if idle else math.inf
-            data: bytes | None = await _timed(_next(raw), idle_at, total_at, "idle", deadlines)
+            data: bytes | None = await _timed(
+                response.next_chunk(), idle_at, total_at, "idle", deadlines
+            )
             if data is None:
                 chunks = [c for e in decoder.finish() for c in translator.feed(e)]
                 return encode(chunks + translator.finish()) + DONE

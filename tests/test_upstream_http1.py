@@ -1,0 +1,221 @@
+"""The upstream HTTP/1.1 client: framing at every byte boundary, and keep-alive over sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+
+import pytest
+import trio
+
+from feathergate.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
+from feathergate.upstream.http1 import HTTP1Transport
+from feathergate.upstream.wire import BodyFraming, encode_request, parse_head
+from tests.fakes.tcp_upstream import hang_connect
+
+
+def framing(head: bytes) -> BodyFraming:
+    return BodyFraming(parse_head(head))
+
+
+CHUNKED = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nx-trailer: 1\r\n\r\n"
+
+
+def test_chunked_body_at_every_split() -> None:
+    for cut in range(len(CHUNKED) + 1):
+        body = framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked")
+        data = body.feed(CHUNKED[:cut])
+        assert not body.done or cut == len(CHUNKED)
+        data += body.feed(CHUNKED[cut:])
+        assert body.done, cut
+        assert data == b"Wikipedia in \r\n\r\nchunks.", cut
+
+
+def test_chunked_byte_at_a_time() -> None:
+    body = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked")
+    data = b"".join(body.feed(CHUNKED[i : i + 1]) for i in range(len(CHUNKED)))
+    assert body.done
+    assert data == b"Wikipedia in \r\n\r\nchunks."
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"zz\r\nabc\r\n", b"3\r\nabcXX", b"1\r\na\r\n0\r\n\r\nextra"],
+    ids=["size", "crlf", "tail"],
+)
+def test_malformed_chunked_bodies_are_protocol_errors(bad: bytes) -> None:
+    body = framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked")
+    with pytest.raises(UpstreamProtocolError):
+        body.feed(bad)
+
+
+def test_content_length_and_close_delimited_bodies() -> None:
+    body = framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5")
+    assert body.feed(b"hel") == b"hel"
+    assert not body.done
+    assert body.feed(b"lo") == b"lo"
+    assert body.done
+    assert body.reusable
+    with pytest.raises(UpstreamProtocolError):
+        body.feed(b"!")
+    short = framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5")
+    short.feed(b"he")
+    with pytest.raises(UpstreamProtocolError, match="mid-body"):
+        short.eof()
+    until_close = framing(b"HTTP/1.0 200 OK")
+    assert until_close.feed(b"anything") == b"anything"
+    until_close.eof()
+    assert until_close.done
+    assert not until_close.reusable
+
+
+def test_heads_parse_and_malformed_ones_fail() -> None:
+    head = parse_head(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nX-A: 1\r\nx-a: 2")
+    assert (head.status, head.headers["retry-after"], head.headers["x-a"]) == (429, "7", "1, 2")
+    assert head.keep_alive
+    assert not parse_head(b"HTTP/1.1 200 OK\r\nConnection: close").keep_alive
+    for bad in (b"garbage", b"HTTP/1.1 abc OK", b"HTTP/1.1 200 OK\r\nno-colon"):
+        with pytest.raises(UpstreamProtocolError):
+            parse_head(bad)
+
+
+def test_request_is_one_buffer_with_host_and_length() -> None:
+    data = encode_request("POST", "/v1/x?a=1", "h:8", [("x-k", "v"), ("Host", "evil")], b"{}")
+    assert data == (
+        b"POST /v1/x?a=1 HTTP/1.1\r\nhost: h:8\r\nx-k: v\r\ncontent-length: 2\r\n\r\n{}"
+    )
+
+
+# -- over real sockets ------------------------------------------------------------------
+
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+@asynccontextmanager
+async def server(handler: Handler) -> AsyncIterator[tuple[HTTP1Transport, list[int]]]:
+    connections: list[int] = []
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        connections.append(1)
+        async with stream:
+            await handler(stream)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, serve_one, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        transport = HTTP1Transport(f"http://127.0.0.1:{port}", None)
+        yield transport, connections
+        transport.close()
+        nursery.cancel_scope.cancel()
+
+
+async def read_request(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = await stream.receive_some(65536)
+        if not more:
+            return b""
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += await stream.receive_some(65536)
+    return head
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def keep_alive(stream: trio.SocketStream) -> None:
+    while await read_request(stream):
+        await stream.send_all(OK)
+
+
+async def send(transport: HTTP1Transport) -> bytes:
+    response = await transport.send("POST", "/v1/c", [], b"{}", connect_timeout=5)
+    try:
+        return await response.read()
+    finally:
+        response.close()
+
+
+async def test_connections_are_reused() -> None:
+    async with server(keep_alive) as (transport, connections):
+        for _ in range(5):
+            assert await send(transport) == b"ok"
+    assert len(connections) == 1
+
+
+async def test_a_connection_closed_by_the_server_while_idle_is_not_reused() -> None:
+    async def one_per_connection(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(OK)  # keep-alive announced, then closed anyway
+
+    async with server(one_per_connection) as (transport, connections):
+        for _ in range(3):
+            assert await send(transport) == b"ok"
+            await trio.testing.wait_all_tasks_blocked()  # the server's close has landed
+    assert len(connections) == 3
+
+
+async def test_a_stale_connection_that_dies_on_send_is_retried_once_on_a_fresh_one() -> None:
+    served = 0
+
+    async def close_after_reading_second(stream: trio.SocketStream) -> None:
+        nonlocal served
+        while await read_request(stream):
+            served += 1
+            if served == 2:
+                return  # the race: the server drops a reused connection unanswered
+            await stream.send_all(OK)
+
+    async with server(close_after_reading_second) as (transport, connections):
+        assert await send(transport) == b"ok"
+        assert await send(transport) == b"ok"
+    assert len(connections) == 2
+
+
+async def test_a_body_cut_short_is_a_protocol_error_and_the_connection_is_dropped() -> None:
+    async def cut(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+
+    async with server(cut) as (transport, _):
+        response = await transport.send("POST", "/", [], b"", connect_timeout=5)
+        with pytest.raises(UpstreamProtocolError, match="mid-body"):
+            await response.read()
+        response.close()
+
+
+async def test_an_unread_body_closes_its_connection() -> None:
+    async def stream_forever(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            while True:
+                await stream.send_all(b"5\r\nhello\r\n")
+                await trio.sleep(0.01)  # the upstream's pace
+        except trio.BrokenResourceError:
+            pass
+
+    async with server(stream_forever) as (transport, connections):
+        response = await transport.send("POST", "/", [], b"", connect_timeout=5)
+        assert await response.next_chunk() == b"hello"
+        response.close()  # mid-body: this connection cannot carry another request
+        again = await transport.send("POST", "/", [], b"", connect_timeout=5)
+        again.close()
+    assert len(connections) == 2
+
+
+async def test_connect_errors_and_timeouts() -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    refused = HTTP1Transport(f"http://127.0.0.1:{port}", None)
+    with pytest.raises(UpstreamUnreachable):
+        await refused.send("POST", "/", [], b"", connect_timeout=5)
+    async with hang_connect() as base:
+        hanging = HTTP1Transport(base.removesuffix("/v1"), None)
+        with pytest.raises(UpstreamTimeout, match="connect"):
+            await hanging.send("POST", "/", [], b"", connect_timeout=0.1)

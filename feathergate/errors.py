@@ -2,8 +2,9 @@
 
 Every failure that can reach a client is a :class:`GatewayError`; anything
 else that escapes a handler is a bug and is answered as a plain 500.
-Third-party exceptions (httpx) are converted in exactly one place,
-:func:`feathergate.relay.upstream_errors`.
+Socket and TLS errors of upstream calls are converted in exactly one place,
+:mod:`feathergate.upstream.http1`; httpx's (image downloads) in
+:mod:`feathergate.assets`.
 
 ::
 

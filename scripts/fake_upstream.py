@@ -1,0 +1,286 @@
+"""A fast fake OpenAI-compatible upstream for ``scripts/bench.py``.
+
+It answers ``POST .../chat/completions`` (any prefix) with a valid OpenAI
+``chat.completion`` JSON body, or, when the request says ``"stream": true``,
+with an SSE stream of ``chat.completion.chunk`` events ending in
+``data: [DONE]``. ``GET`` on any path answers ``{"status":"ok"}``.
+
+The stream's shape comes from the request, so that one fake serves every
+benchmark and any gateway in front of it passes the shape through untouched:
+
+* ``max_tokens``: the number of content tokens (default ``--tokens``);
+* the model name: a suffix ``-<N>ms`` (``bench-50ms``) sends one token every
+  N milliseconds; without it (``bench-fast``) every token is sent at once.
+
+The role chunk goes out with the response headers, in the same write; token
+``i`` goes out ``i * N`` ms later (scheduled against the stream's start, so
+a late tick does not push the rest back); then the ``finish_reason`` chunk
+and ``[DONE]``.
+
+It is a bare ``asyncio.Protocol`` HTTP/1.1 server (keep-alive, pipelining,
+``Content-Length`` request bodies, chunked responses for streams) with every
+response prebuilt as far as possible, so that it costs a few microseconds per
+request and is never the bottleneck of the benchmark. It prints
+``READY <port>`` on stdout once it listens, and exits on SIGTERM or SIGINT.
+
+Run it alone with ``python scripts/fake_upstream.py --port 8001``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import sys
+import time
+
+_MODEL_INTERVAL = re.compile(rb"-(\d+)ms$")
+_MAX_HEAD = 64 * 1024
+
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"content-type: text/event-stream; charset=utf-8\r\n"
+    b"cache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+_DONE = b"data: [DONE]\n\n"
+_HEALTH = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    b'content-length: 15\r\n\r\n{"status":"ok"}'
+)
+_NOT_FOUND = (
+    b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+)
+_BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def _chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _event(payload: dict[str, object]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def completion_body(model: str, tokens: int) -> bytes:
+    """A complete, valid ``chat.completion`` object with ``tokens`` words of content."""
+    content = " ".join(["token"] * tokens)
+    return json.dumps(
+        {
+            "id": "chatcmpl-fake0000000000000000000000",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": tokens, "total_tokens": 9 + tokens},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class StreamShape:
+    """The prebuilt events of one stream: role chunk, one token event, finish chunk."""
+
+    __slots__ = ("finish", "role", "token")
+
+    def __init__(self, model: str) -> None:
+        base: dict[str, object] = {
+            "id": "chatcmpl-fake0000000000000000000000",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
+
+        def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _chunked(_event({**base, "choices": [choice]}))
+
+        self.role = chunk({"role": "assistant", "content": ""}, None)
+        self.token = chunk({"content": " token"}, None)
+        self.finish = chunk({}, "stop") + _chunked(_DONE) + b"0\r\n\r\n"
+
+
+class Upstream:
+    """Shared state: the prebuilt responses, per model name and token count."""
+
+    def __init__(self, default_tokens: int) -> None:
+        self.default_tokens = default_tokens
+        self._json: dict[tuple[bytes, int], bytes] = {}
+        self._shapes: dict[bytes, StreamShape] = {}
+
+    def json_response(self, model: bytes, tokens: int) -> bytes:
+        key = (model, tokens)
+        response = self._json.get(key)
+        if response is None:
+            body = completion_body(model.decode(), tokens)
+            response = self._json[key] = (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        return response
+
+    def shape(self, model: bytes) -> StreamShape:
+        shape = self._shapes.get(model)
+        if shape is None:
+            shape = self._shapes[model] = StreamShape(model.decode())
+        return shape
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parse requests as they arrive, answer in order."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.streaming = False  # a stream is being written: later requests wait
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.streaming:
+            self._process()
+
+    def _process(self) -> None:
+        transport = self.transport
+        while transport is not None and not self.streaming:
+            buffer = self.buffer
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > _MAX_HEAD:
+                    transport.write(_BAD)
+                    transport.close()
+                return
+            head = buffer[:end].lower()
+            length = 0
+            at = head.find(b"\r\ncontent-length:")
+            if at >= 0:
+                stop = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : stop if stop >= 0 else None])
+            if len(buffer) < end + 4 + length:
+                return
+            body = buffer[end + 4 : end + 4 + length]
+            self.buffer = buffer[end + 4 + length :]
+            close = b"\r\nconnection: close" in head
+            self._answer(head, body, transport)
+            if close and not self.streaming:
+                transport.close()
+                return
+
+    def _answer(self, head: bytes, body: bytes, transport: asyncio.Transport) -> None:
+        if head.startswith(b"get "):
+            transport.write(_HEALTH)
+            return
+        line_end = head.find(b"\r\n")
+        target = head[: line_end if line_end >= 0 else None].split(b" ")
+        if len(target) < 2 or not target[1].split(b"?")[0].endswith(b"/chat/completions"):
+            transport.write(_NOT_FOUND)
+            return
+        try:
+            request = json.loads(body)
+            model = str(request.get("model") or "fake").encode()
+            tokens = int(request.get("max_tokens") or self.upstream.default_tokens)
+            stream = bool(request.get("stream"))
+        except (ValueError, TypeError, AttributeError):
+            transport.write(_BAD)
+            transport.close()
+            return
+        if not stream:
+            transport.write(self.upstream.json_response(model, tokens))
+            return
+        shape = self.upstream.shape(model)
+        match = _MODEL_INTERVAL.search(model)
+        interval = int(match.group(1)) / 1000 if match else 0.0
+        if interval <= 0 or tokens <= 0:
+            transport.write(_STREAM_HEAD + shape.role + shape.token * tokens + shape.finish)
+            return
+        transport.write(_STREAM_HEAD + shape.role)
+        self.streaming = True
+        loop = asyncio.get_running_loop()
+        self._tick(loop, shape, loop.time(), interval, 1, tokens)
+
+    def _tick(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        shape: StreamShape,
+        start: float,
+        interval: float,
+        sent: int,
+        tokens: int,
+    ) -> None:
+        """Schedule token ``sent`` at ``start + sent * interval``; the last one ends the stream."""
+        self.timer = loop.call_at(
+            start + sent * interval, self._send, loop, shape, start, interval, sent, tokens
+        )
+
+    def _send(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        shape: StreamShape,
+        start: float,
+        interval: float,
+        sent: int,
+        tokens: int,
+    ) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if sent < tokens:
+            transport.write(shape.token)
+            self._tick(loop, shape, start, interval, sent + 1, tokens)
+            return
+        self.timer = None
+        self.streaming = False
+        transport.write(shape.token + shape.finish)
+        if self.buffer:
+            self._process()
+
+
+async def serve(host: str, port: int, tokens: int) -> None:
+    loop = asyncio.get_running_loop()
+    upstream = Upstream(tokens)
+    server = await loop.create_server(
+        lambda: Connection(upstream), host, port, backlog=4096, reuse_address=True
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    bound = server.sockets[0].getsockname()[1]
+    sys.stdout.write(f"READY {bound}\n")
+    sys.stdout.flush()
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    parser.add_argument("--tokens", type=int, default=16, help="tokens when max_tokens is unset")
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port, args.tokens))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any, TypedDict
 
 from feathergate.config import Deployment, RouterSettings
@@ -20,7 +21,7 @@ from feathergate.errors import ConfigError, GatewayError
 from feathergate.router.classify import classify, retry_after_seconds
 from feathergate.router.groups import Group
 from feathergate.router.policy import cooldown_for, counts_as_failure
-from feathergate.router.state import RouterState, UsageEntry
+from feathergate.router.state import Load, RouterState, UsageEntry
 from feathergate.router.strategies import STRATEGIES, Candidate
 
 __all__ = ["WINDOW", "DeploymentStatus", "Selector", "slot_wait"]
@@ -41,25 +42,36 @@ class DeploymentStatus(TypedDict):
 
 
 def slot_wait(
-    entries: tuple[UsageEntry, ...], rpm: int | None, tpm: int | None, tokens: int, now: float
+    load: Load,
+    usage: Callable[[], tuple[UsageEntry, ...]],
+    rpm: int | None,
+    tpm: int | None,
+    tokens: int,
+    now: float,
 ) -> float:
     """Seconds until one more request of ``tokens`` fits ``rpm`` and ``tpm`` (0.0: it fits).
 
+    The window's totals decide; its entries are read only when a limit is hit.
     A request larger than the whole ``tpm`` still goes through on an empty
     window; otherwise it could never be served.
     """
+    over_rpm = bool(rpm) and load.requests + 1 > (rpm or 0)
+    over_tpm = bool(tpm) and load.tokens > 0 and load.tokens + tokens > (tpm or 0)
+    if not (over_rpm or over_tpm):
+        return 0.0
+    entries = usage()
     wait = 0.0
-    if rpm:
-        excess = sum(e.requests for e in entries) + 1 - rpm
+    if over_rpm:
+        excess = load.requests + 1 - (rpm or 0)
         for e in entries:
             if excess <= 0:
                 break
             excess -= e.requests
             wait = e.at + WINDOW - now
-    if tpm:
-        used = sum(e.tokens for e in entries)
+    if over_tpm:
+        used = load.tokens
         for e in entries:
-            if used <= 0 or used + tokens <= tpm:
+            if used <= 0 or used + tokens <= (tpm or 0):
                 break
             used -= e.tokens
             wait = max(wait, e.at + WINDOW - now)
@@ -124,9 +136,11 @@ class Selector:
         for dep in group.deployments:
             if dep.id in exclude:
                 continue
-            load = self.state.load(dep.id, now - WINDOW)
-            cooling = self.state.health(dep.id, now - WINDOW).cooldown_end - now
-            dep_wait = max(cooling, slot_wait(load.entries, dep.rpm, dep.tpm, tokens, now))
+            since = now - WINDOW
+            load = self.state.load(dep.id, since)
+            cooling = self.state.health(dep.id, since).cooldown_end - now
+            usage = partial(self.state.usage, dep.id, since)
+            dep_wait = max(cooling, slot_wait(load, usage, dep.rpm, dep.tpm, tokens, now))
             if dep_wait > 0:
                 wait = min(wait, dep_wait)
                 continue

@@ -29,16 +29,11 @@ class UsageEntry:
 
 @dataclass(frozen=True, slots=True)
 class Load:
+    """A deployment's use of the sliding window, as totals (cheap on every request)."""
+
     in_flight: int
-    entries: tuple[UsageEntry, ...]  # oldest first, all later than ``since``
-
-    @property
-    def requests(self) -> int:
-        return sum(e.requests for e in self.entries)
-
-    @property
-    def tokens(self) -> int:
-        return sum(e.tokens for e in self.entries)
+    requests: int
+    tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +54,11 @@ class RouterState(Protocol):
         ``None`` keeps the estimate where it is. Unknown tickets are ignored.
         """
 
-    def load(self, dep_id: str, since: float) -> Load: ...
+    def load(self, dep_id: str, since: float) -> Load:
+        """Totals of what was counted later than ``since`` (which never moves back)."""
+
+    def usage(self, dep_id: str, since: float) -> tuple[UsageEntry, ...]:
+        """The same, entry by entry, oldest first: only to tell when a limit frees a slot."""
 
     def add_sample(self, dep_id: str, kind: str, value: float, at: float, keep: int) -> None:
         """Record a latency sample; only the newest ``keep`` of each kind are kept."""
@@ -76,60 +75,110 @@ class RouterState(Protocol):
     def health(self, dep_id: str, since: float) -> Health: ...
 
 
-class _Entry:
-    __slots__ = ("at", "requests", "tokens")
+class _Bucket:
+    """What one deployment counted within one second: memory stays bounded by the window."""
 
-    def __init__(self, at: float, requests: int, tokens: int) -> None:
-        self.at = at
-        self.requests = requests
-        self.tokens = tokens
+    __slots__ = ("last", "live", "requests", "second", "tokens")
+
+    def __init__(self, second: int, at: float) -> None:
+        self.second = second
+        self.last = at  # the latest count in it: it leaves the window with this one
+        self.requests = 0
+        self.tokens = 0
+        self.live = True
+
+
+class _Log:
+    __slots__ = ("buckets", "requests", "tokens")
+
+    def __init__(self) -> None:
+        self.buckets: deque[_Bucket] = deque()
+        self.requests = 0
+        self.tokens = 0
+
+    def trim(self, since: float) -> None:
+        buckets = self.buckets
+        while buckets and buckets[0].last <= since:
+            gone = buckets.popleft()
+            gone.live = False
+            self.requests -= gone.requests
+            self.tokens -= gone.tokens
+
+    def add(self, at: float, requests: int, tokens: int) -> _Bucket:
+        second = int(at)
+        if self.buckets and self.buckets[-1].second == second:
+            bucket = self.buckets[-1]
+        else:
+            bucket = _Bucket(second, at)
+            self.buckets.append(bucket)
+        bucket.last = max(bucket.last, at)
+        bucket.requests += requests
+        bucket.tokens += tokens
+        self.requests += requests
+        self.tokens += tokens
+        return bucket
 
 
 class InMemoryState:
-    """One process's state. ``window`` bounds how long usage and failures are kept."""
+    """One process's state. ``window`` bounds how long usage and failures are kept.
+
+    Usage is kept per second with running totals, so reading a deployment's
+    load costs the same at 1 and at 10,000 requests a minute, and memory is
+    bounded by the window, not by the traffic.
+    """
 
     def __init__(self, *, window: float = 60.0) -> None:
         self._window = window
         self._tickets = count()
         self._in_flight: dict[str, int] = {}
-        self._log: dict[str, deque[_Entry]] = {}
-        # A request that outlives the window still needs its entry for ``end``.
-        self._open: dict[int, _Entry] = {}
+        self._logs: dict[str, _Log] = {}
+        # A request that outlives the window still needs its estimate for ``end``.
+        self._open: dict[int, tuple[_Bucket, int]] = {}
         self._samples: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._failures: dict[str, deque[float]] = {}
         self._cooldowns: dict[str, float] = {}
 
-    def _entries(self, dep_id: str, now: float) -> deque[_Entry]:
-        log = self._log.setdefault(dep_id, deque())
-        while log and log[0].at <= now - self._window:
-            log.popleft()
+    def _log(self, dep_id: str, now: float) -> _Log:
+        log = self._logs.get(dep_id)
+        if log is None:
+            log = self._logs[dep_id] = _Log()
+        log.trim(now - self._window)
         return log
 
     def begin(self, dep_id: str, at: float, tokens: int) -> int:
         self._in_flight[dep_id] = self._in_flight.get(dep_id, 0) + 1
-        entry = _Entry(at, 1, tokens)
-        self._entries(dep_id, at).append(entry)
+        bucket = self._log(dep_id, at).add(at, 1, tokens)
         ticket = next(self._tickets)
-        self._open[ticket] = entry
+        self._open[ticket] = (bucket, tokens)
         return ticket
 
     def end(self, dep_id: str, ticket: int, at: float, tokens: int | None) -> None:
-        entry = self._open.pop(ticket, None)
-        if entry is None:
+        opened = self._open.pop(ticket, None)
+        if opened is None:
             return
         self._in_flight[dep_id] = max(0, self._in_flight.get(dep_id, 0) - 1)
         if tokens is not None:
-            # Usage counts in the minute it became known, as LiteLLM's tpm does.
-            entry.tokens = 0
-            self._entries(dep_id, at).append(_Entry(at, 0, tokens))
+            # Usage counts in the second it became known, as LiteLLM's tpm does.
+            bucket, estimate = opened
+            log = self._log(dep_id, at)
+            if bucket.live:
+                bucket.tokens -= estimate
+                log.tokens -= estimate
+            log.add(at, 0, tokens)
 
     def load(self, dep_id: str, since: float) -> Load:
-        entries = tuple(
-            UsageEntry(e.at, e.requests, e.tokens)
-            for e in self._log.get(dep_id, ())
-            if e.at > since
-        )
-        return Load(self._in_flight.get(dep_id, 0), entries)
+        log = self._logs.get(dep_id)
+        if log is None:
+            return Load(self._in_flight.get(dep_id, 0), 0, 0)
+        log.trim(since)
+        return Load(self._in_flight.get(dep_id, 0), log.requests, log.tokens)
+
+    def usage(self, dep_id: str, since: float) -> tuple[UsageEntry, ...]:
+        log = self._logs.get(dep_id)
+        if log is None:
+            return ()
+        log.trim(since)
+        return tuple(UsageEntry(b.last, b.requests, b.tokens) for b in log.buckets)
 
     def add_sample(self, dep_id: str, kind: str, value: float, at: float, keep: int) -> None:
         samples = self._samples.setdefault((dep_id, kind), deque())

@@ -8,8 +8,9 @@ Quart; models, health and metrics are ordinary Quart routes.
 from __future__ import annotations
 
 import hmac
+import itertools
+import secrets
 import time
-import uuid
 
 import trio
 
@@ -40,6 +41,10 @@ from feathergate.upstream import UpstreamPool
 __all__ = ["CHAT_PATHS", "Gateway", "Runtime", "check_master_key"]
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+# Completion ids: unique per process start, without uuid4's cost per request.
+_ID_PREFIX = secrets.token_hex(6)
+_ids = itertools.count(1)
 
 
 class Runtime:
@@ -116,8 +121,8 @@ class Gateway:
         except ClientDisconnected:
             status = 499
         finally:
-            metrics.REQUESTS.labels(model, str(status)).inc()
-            metrics.REQUEST_LATENCY.labels(model).observe(trio.current_time() - started)
+            metrics.requests(model, status).inc()
+            metrics.request_latency(model).observe(trio.current_time() - started)
 
     def _attempt(self, dep: Deployment, request: ChatRequest) -> Attempt:
         if dep.unavailable:
@@ -134,7 +139,7 @@ class Gateway:
             deployment=dep,
             stream=request.stream,
             include_usage=request.include_usage,
-            completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            completion_id=f"chatcmpl-{_ID_PREFIX}{next(_ids):x}",
             created=int(time.time()),
         )
         adapter = "mock" if dep.mock_response is not None else dep.adapter

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -15,6 +18,10 @@ __all__ = [
     "REQUESTS",
     "REQUEST_LATENCY",
     "RETRIES",
+    "deployment_failures",
+    "deployment_requests",
+    "request_latency",
+    "requests",
 ]
 
 _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -65,3 +72,28 @@ RETRIES = Counter(
     "Retries and fallbacks the router decided on",
     ["model", "kind"],
 )
+
+
+# ``.labels()`` takes a lock and builds a key on every call; the hot path asks
+# for the same few children over and over, so they are looked up once. Every
+# label value is a configured name or a status, so these caches stay small.
+
+
+@cache
+def requests(model: str, status: int) -> Any:
+    return REQUESTS.labels(model, str(status))
+
+
+@cache
+def request_latency(model: str) -> Any:
+    return REQUEST_LATENCY.labels(model)
+
+
+@cache
+def deployment_requests(model: str, deployment: str) -> Any:
+    return DEPLOYMENT_REQUESTS.labels(model, deployment)
+
+
+@cache
+def deployment_failures(model: str, deployment: str, status: int) -> Any:
+    return DEPLOYMENT_FAILURES.labels(model, deployment, str(status))

@@ -81,6 +81,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hconfig.keep_alive_timeout = config.server.keep_alive_timeout
     hconfig.max_requests = None
     hconfig.h11_max_incomplete_size = 64 * 1024
+    hconfig.include_server_header = False
     # Our own grace period runs first and ends every relay; Hypercorn's only
     # has to outlast it by the time a final SSE event takes to flush.
     hconfig.graceful_timeout = config.server.shutdown_grace_period + 5.0

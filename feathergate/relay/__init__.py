@@ -111,7 +111,7 @@ async def _attempts(
     while True:
         ex.headers = _route_headers(dep, plan)
         ex.first_byte = ex.tokens = ex.stream_error = None
-        metrics.DEPLOYMENT_REQUESTS.labels(plan.model, dep.id).inc()
+        metrics.deployment_requests(dep.model_name, dep.id).inc()
         attempt_started = trio.current_time()
         try:
             attempt = make_attempt(dep)
@@ -122,7 +122,7 @@ async def _attempts(
             try:
                 await run_attempt(ex, attempt, send)
             except GatewayError as err:
-                metrics.DEPLOYMENT_FAILURES.labels(plan.model, dep.id, str(err.http_status)).inc()
+                metrics.deployment_failures(dep.model_name, dep.id, err.http_status).inc()
                 decision = plan.failed(dep, err)
             except BaseException:
                 plan.cancelled(dep, tokens=ex.tokens)
@@ -130,9 +130,7 @@ async def _attempts(
             else:
                 if ex.stream_error is not None:
                     err = ex.stream_error
-                    metrics.DEPLOYMENT_FAILURES.labels(
-                        plan.model, dep.id, str(err.http_status)
-                    ).inc()
+                    metrics.deployment_failures(dep.model_name, dep.id, err.http_status).inc()
                     plan.failed(dep, err)  # counts towards cooldown; nothing left to retry
                 else:
                     first = ex.first_byte if ex.first_byte is not None else trio.current_time()
@@ -146,7 +144,8 @@ async def _attempts(
         if isinstance(decision, GiveUp):
             ex.headers = _route_headers(dep, plan)
             raise decision.err
-        metrics.RETRIES.labels(plan.model, "fallback" if decision.is_fallback else "retry").inc()
+        kind = "fallback" if decision.is_fallback else "retry"
+        metrics.RETRIES.labels(plan.group, kind).inc()
         if decision.delay > 0:
             ex.phase = "backoff"
             await trio.sleep(decision.delay)

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from feathergate.app import create_app
@@ -364,3 +365,50 @@ async def test_slow_uploads_are_bounded_by_body_timeout_only(
         head = await client.read_until(b"\r\n\r\n")
         await stream.aclose()
     assert head.startswith(b"HTTP/1.1" + status)
+
+
+# -- connections --------------------------------------------------------------------
+
+
+async def test_a_client_that_leaves_takes_its_socket_with_it() -> None:
+    """No socket waits out the keep-alive timer once its client has gone (Hypercorn would)."""
+    from tests.fakes.openai import FakeOpenAI
+    from tests.support.servers import serve_asgi
+
+    fake = FakeOpenAI()
+    rng = random.Random(7)
+    async with serve_asgi(fake) as url:
+        raw = {
+            "model_list": [
+                {
+                    "model_name": "m",
+                    "litellm_params": {
+                        "model": "openai/up",
+                        "api_base": f"{url}/v1",
+                        "api_key": fake.api_key,
+                    },
+                }
+            ],
+            "feathergate_settings": {"keep_alive_timeout": 600, "shutdown_grace_period": 1},
+        }
+        async with gateway(parse_config(raw, {})) as (app, port):
+            async with httpx.AsyncClient() as warm:  # open the upstream pool's connection
+                await warm.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    json={"model": "m", "messages": MESSAGES},
+                )
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            fds = len(os.listdir("/proc/self/fd"))
+            for i in range(100):
+                body = {"model": "m", "messages": MESSAGES, "stream": i % 2 == 0}
+                client = await RawClient.post(port, body)
+                if i % 3 == 0:
+                    await client.read_until(b"\r\n\r\n")  # served, then the client closes
+                else:
+                    for _ in range(rng.randrange(40)):  # leaves at a random moment
+                        await trio.lowlevel.checkpoint()
+                await client.drop(rst=i % 4 == 0)
+            with trio.fail_after(5):
+                await app.runtime.drain.wait_empty()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+            assert len(os.listdir("/proc/self/fd")) <= fds + 1  # + at most one pooled upstream

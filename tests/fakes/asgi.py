@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -50,7 +51,7 @@ async def start_stream(send: Send, headers: dict[str, str] | None = None) -> Non
     await send({"type": "http.response.start", "status": 200, "headers": raw})
 
 
-class FakeServer:
+class FakeServer(ABC):
     """An ASGI fake: answers the lifespan, counts finished exchanges, calls ``_handle``."""
 
     closed = 0  # exchanges whose ASGI call ended (completed or cut)
@@ -64,5 +65,5 @@ class FakeServer:
         finally:
             self.closed += 1
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None: ...

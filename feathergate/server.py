@@ -28,12 +28,10 @@ from typing import Any, cast
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.events import Event, Updated
-from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.run import worker_serve
-from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.utils import wrap_app
 
+from feathergate import connection
 from feathergate.app import create_app
 from feathergate.config import Config
 from feathergate.gateway import Gateway
@@ -43,34 +41,7 @@ __all__ = ["Bind", "make_sockets", "parse_bind", "run", "serve"]
 log = logging.getLogger("feathergate")
 
 
-class _PromptCloseTCPServer(TCPServer):
-    """Hypercorn 0.18's Trio connection, closed as soon as its client has gone.
-
-    Its connection task group waits for the keep-alive timer even after the
-    client closed the socket, so every client that leaves holds a socket (and
-    its memory) for ``keep_alive_timeout``: under connection churn, sockets in
-    CLOSE_WAIT pile up for a minute and more. Stopping the timer when the
-    read loop sees the end (and not restarting it for a response that ends
-    after that) lets the connection close at once.
-    """
-
-    _client_gone = False
-
-    async def _read_data(self) -> None:
-        await super()._read_data()
-        self._client_gone = True
-        await self.idle_task.stop()
-
-    async def protocol_send(self, event: Event) -> None:
-        # A response that ends after the client left would restart the timer.
-        if isinstance(event, Updated) and event.idle and self._client_gone:
-            return
-        await super().protocol_send(event)
-
-
-# worker_serve builds its connections from this module global.
-if getattr(hypercorn_run, "TCPServer", None) is TCPServer:
-    setattr(hypercorn_run, "TCPServer", _PromptCloseTCPServer)  # noqa: B010
+connection.install()  # Hypercorn's connections, fixed: see feathergate.connection
 
 
 @dataclass(frozen=True, slots=True)

@@ -412,3 +412,46 @@ async def test_a_client_that_leaves_takes_its_socket_with_it() -> None:
                 await app.runtime.drain.wait_empty()
             await trio.testing.wait_all_tasks_blocked(cushion=0.2)
             assert len(os.listdir("/proc/self/fd")) <= fds + 1  # + at most one pooled upstream
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    cfg = parse_config(
+        {
+            "model_list": [
+                {"model_name": "m", "litellm_params": {"model": "openai/x", "mock_response": "hi"}}
+            ],
+            "feathergate_settings": {"keep_alive_timeout": 0.3, "shutdown_grace_period": 1},
+        },
+        {},
+    )
+    async with gateway(cfg) as (_, port):
+        client = await RawClient.post(port, {"model": "m", "messages": MESSAGES})
+        await client.read_until(b'"finish_reason"')
+        client.received.clear()
+        second = await RawClient.post(port, {"model": "m", "messages": MESSAGES})  # busy ...
+        await second.read_until(b'"finish_reason"')
+        started = trio.current_time()
+        with trio.fail_after(5):
+            await client.read_all()  # ... then idle: the server closes it
+        assert trio.current_time() - started >= 0.2
+        await client.stream.aclose()
+        await second.stream.aclose()
+
+
+async def test_shutdown_closes_idle_connections_at_once() -> None:
+    cfg = parse_config(
+        {
+            "model_list": [
+                {"model_name": "m", "litellm_params": {"model": "openai/x", "mock_response": "hi"}}
+            ],
+            "feathergate_settings": {"keep_alive_timeout": 600, "shutdown_grace_period": 30},
+        },
+        {},
+    )
+    with trio.fail_after(5):  # far below both the keep-alive and the grace period
+        async with serving(cfg) as (port, stop):
+            client = await RawClient.post(port, {"model": "m", "messages": MESSAGES})
+            await client.read_until(b'"finish_reason"')
+            stop.set()
+            await client.read_all()
+            await client.stream.aclose()

@@ -22,6 +22,7 @@ from feathergate.errors import (
     GatewayError,
     MissingCredential,
     ProviderUnsupported,
+    RouteError,
 )
 from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext
@@ -90,8 +91,12 @@ class Gateway:
         self.fallback = fallback
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] == "http" and scope["path"] in CHAT_PATHS and scope["method"] == "POST":
-            await self.chat(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] in CHAT_PATHS:
+            if scope["method"] == "POST":
+                await self.chat(scope, receive, send)
+            else:
+                err = RouteError(405, f"{scope['path']} takes POST, not {scope['method']}")
+                await send_error(send, err, [(b"allow", b"POST")])
         else:
             await self.fallback(scope, receive, send)
 

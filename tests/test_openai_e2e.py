@@ -368,3 +368,12 @@ async def test_api_keys_never_reach_logs_or_errors(
     assert UPSTREAM_KEY not in info.value.response.text
     await client.create(model="my-gpt", messages=MESSAGES, stream=True)
     assert UPSTREAM_KEY not in caplog.text
+
+
+async def test_wrong_method_on_the_chat_route_is_a_405(setup: Any) -> None:
+    _, _, base = setup
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{base}/v1/chat/completions")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}

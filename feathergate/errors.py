@@ -262,6 +262,12 @@ class UpstreamProtocolError(UpstreamError):
     type = "api_error"
     code = "bad_upstream_response"
 
+    @property
+    def retryable(self) -> bool:
+        # Before the first byte reached the client (the only time the router
+        # retries), a garbled or cut answer says the deployment is unwell.
+        return True
+
 
 class UpstreamTimeout(UpstreamError):
     status = 504

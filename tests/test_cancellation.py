@@ -455,3 +455,32 @@ async def test_shutdown_closes_idle_connections_at_once() -> None:
             stop.set()
             await client.read_all()
             await client.stream.aclose()
+
+
+async def test_drain_wakes_a_waiter_that_started_before_the_last_relay() -> None:
+    from feathergate.relay import Drain
+
+    drain = Drain()
+    done = trio.Event()
+    first_open, second_open, release = trio.Event(), trio.Event(), trio.Event()
+
+    async def relay(opened: trio.Event) -> None:
+        with drain.scope():
+            opened.set()
+            await release.wait()
+
+    async def waiter() -> None:
+        await drain.wait_empty()
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(relay, first_open)
+        await first_open.wait()
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(relay, second_open)
+        await second_open.wait()
+        release.set()
+        with trio.fail_after(5):
+            await done.wait()
+    assert len(drain) == 0

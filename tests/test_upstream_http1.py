@@ -159,7 +159,7 @@ async def test_a_connection_closed_by_the_server_while_idle_is_not_reused() -> N
     assert len(connections) == 3
 
 
-async def test_a_stale_connection_that_dies_on_send_is_retried_once_on_a_fresh_one() -> None:
+async def test_a_request_the_upstream_read_but_never_answered_is_not_sent_again() -> None:
     served = 0
 
     async def close_after_reading_second(stream: trio.SocketStream) -> None:
@@ -167,13 +167,43 @@ async def test_a_stale_connection_that_dies_on_send_is_retried_once_on_a_fresh_o
         while await read_request(stream):
             served += 1
             if served == 2:
-                return  # the race: the server drops a reused connection unanswered
+                return  # read, maybe processed, never answered: a resend could run it twice
             await stream.send_all(OK)
 
     async with server(close_after_reading_second) as (transport, connections):
         assert await send(transport) == b"ok"
-        assert await send(transport) == b"ok"
+        with pytest.raises(UpstreamProtocolError, match="before answering"):
+            await send(transport)
+        assert served == 2  # the router may retry it, counted; the client itself did not
+        assert await send(transport) == b"ok"  # and the pool recovers on a fresh connection
     assert len(connections) == 2
+
+
+async def test_an_interim_response_in_the_same_read_as_the_final_one() -> None:
+    async def continue_then_ok(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+
+    async with server(continue_then_ok) as (transport, _):
+        with trio.fail_after(5):
+            assert await send(transport) == b"ok"
+
+
+async def test_a_garbled_ending_drops_the_connection() -> None:
+    async def trailing_garbage(stream: trio.SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nJUNK"
+            )
+
+    async with server(trailing_garbage) as (transport, connections):
+        response = await transport.send("POST", "/", [], b"", connect_timeout=5)
+        with pytest.raises(UpstreamProtocolError):
+            await response.read()
+        response.close()
+        with pytest.raises(UpstreamProtocolError):
+            await send(transport)
+    assert len(connections) == 2  # the out-of-sync connection was not reused
 
 
 async def test_a_body_cut_short_is_a_protocol_error_and_the_connection_is_dropped() -> None:

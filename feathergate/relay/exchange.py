@@ -277,11 +277,11 @@ async def _pump(
                     await sender.send(out)
         except GatewayError as err:
             return _stream_failed(ex, err)
+    if trio.current_time() >= total_at:
+        return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
     if waiting_on_client:
         metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
         return None
-    if scope.deadline >= total_at:
-        return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
     return _stream_failed(ex, UpstreamTimeout("idle", idle or 0))
 
 

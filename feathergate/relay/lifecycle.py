@@ -33,8 +33,9 @@ class Drain:
         with trio.CancelScope() as scope:
             if self.cancelled:
                 scope.cancel()
+            if not self._scopes:  # empty -> busy: waiters on the old event stay valid
+                self._empty = trio.Event()
             self._scopes.add(scope)
-            self._empty = trio.Event()
             try:
                 yield scope
             finally:

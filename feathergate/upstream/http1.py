@@ -90,6 +90,18 @@ class HTTP1Response:
         self.headers = head.headers
 
     async def next_chunk(self) -> bytes | None:
+        try:
+            return await self._next_chunk()
+        except UpstreamProtocolError:
+            self._drop()  # out of sync with the upstream: never back to the pool
+            raise
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    async def _next_chunk(self) -> bytes | None:
         while True:
             if self._leftover:
                 data, self._leftover = self._leftover, b""
@@ -124,10 +136,8 @@ class HTTP1Response:
         """Done with it: the connection goes back to the pool only after a whole body."""
         if self._framing.done:
             self._release()
-            return
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        else:
+            self._drop()
 
 
 class HTTP1Transport:
@@ -183,10 +193,13 @@ class HTTP1Transport:
                 try:
                     await tls.do_handshake()
                 except (trio.BrokenResourceError, ssl.SSLError) as exc:
-                    await trio.aclose_forcefully(tls)
+                    _Conn(tls).close()
                     raise UpstreamUnreachable(
                         f"TLS handshake with {self.authority} failed: {exc.__cause__ or exc}"
                     ) from None
+                except BaseException:  # cancelled mid-handshake: the socket goes too
+                    _Conn(tls).close()
+                    raise
                 stream = tls
             return _Conn(stream)
         assert scope.cancelled_caught
@@ -205,48 +218,56 @@ class HTTP1Transport:
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         payload = encode_request(method, target, self.authority, [*headers, _USER_AGENT], body)
-        # A reused connection may have been closed by the server as we took it;
-        # then nothing was processed and one fresh connection is the honest retry.
-        for reused in (True, False):
-            conn = self._checkout() if reused else None
-            if reused and conn is None:
-                continue
-            if conn is None:
-                conn = await self._connect(connect_timeout)
+        # A reused connection may have been closed by the server as we took it.
+        # Only a failed write proves the request never left: then one fresh
+        # connection is the honest retry. Anything later (no answer, a reset, a
+        # garbled head) may follow a request the upstream did process, so it is
+        # raised, and the router decides, counting it as a retry.
+        conn = self._checkout()
+        if conn is not None:
             try:
                 with _socket_errors("while sending"):
                     await conn.stream.send_all(payload)
-                if on_sent is not None:
-                    on_sent()
-                head, leftover = await self._read_head(conn)
             except UpstreamProtocolError:
                 conn.close()
-                if reused:
-                    continue
-                raise
+                conn = None
             except BaseException:
                 conn.close()
                 raise
-            return HTTP1Response(self, conn, head, leftover)
-        raise AssertionError("unreachable")  # pragma: no cover
+        if conn is None:
+            conn = await self._connect(connect_timeout)
+            try:
+                with _socket_errors("while sending"):
+                    await conn.stream.send_all(payload)
+            except BaseException:
+                conn.close()
+                raise
+        try:
+            if on_sent is not None:
+                on_sent()
+            head, leftover = await self._read_head(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return HTTP1Response(self, conn, head, leftover)
 
     async def _read_head(self, conn: _Conn) -> tuple[ResponseHead, bytes]:
         buffer = b""
         while True:
+            # Parse every complete head already buffered before reading again:
+            # an interim 1xx and the final head may arrive in one read.
+            while (end := buffer.find(b"\r\n\r\n")) >= 0:
+                head = parse_head(buffer[:end])
+                buffer = buffer[end + 4 :]
+                if not 100 <= head.status < 200:
+                    return head, buffer
+            if len(buffer) > MAX_HEAD:
+                raise UpstreamProtocolError("upstream response head is too large")
             with _socket_errors("before its response"):
                 data = bytes(await conn.stream.receive_some(_READ))
             if not data:
                 raise UpstreamProtocolError("upstream closed the connection before answering")
             buffer += data
-            end = buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                head = parse_head(buffer[:end])
-                if 100 <= head.status < 200:  # an interim response: the real one follows
-                    buffer = buffer[end + 4 :]
-                    continue
-                return head, buffer[end + 4 :]
-            if len(buffer) > MAX_HEAD:
-                raise UpstreamProtocolError("upstream response head is too large")
 
     def close(self) -> None:
         self._closed = True

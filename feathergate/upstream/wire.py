@@ -142,9 +142,9 @@ class BodyFraming:
                     break
                 buffer = buffer[end + 2 :]
                 if end == 0:
-                    self.done = True
                     if buffer:
                         raise UpstreamProtocolError("upstream sent bytes after its response")
+                    self.done = True
                     break
                 continue
             end = buffer.find(b"\r\n")

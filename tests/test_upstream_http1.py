@@ -249,3 +249,81 @@ async def test_connect_errors_and_timeouts() -> None:
         hanging = HTTP1Transport(base.removesuffix("/v1"), None)
         with pytest.raises(UpstreamTimeout, match="connect"):
             await hanging.send("POST", "/", [], b"", connect_timeout=0.1)
+
+
+# -- TLS ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for ``localhost``, made with the openssl command."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:  # pragma: no cover - Debian images ship it
+        pytest.fail("the TLS tests need the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+async def test_https_upstream_with_sni_and_keep_alive(certificate: tuple[str, str]) -> None:
+    import ssl
+
+    cert, key = certificate
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    accepted: list[int] = []
+
+    async def handler(raw: trio.SocketStream) -> None:
+        accepted.append(1)
+        stream = trio.SSLStream(raw, server_ctx, server_side=True)
+        try:
+            while True:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = await stream.receive_some(65536)
+                    if not more:
+                        return
+                    data += more
+                await stream.send_all(OK)
+        except trio.BrokenResourceError:
+            return
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        transport = HTTP1Transport(f"https://localhost:{port}", client_ctx)
+        for _ in range(3):
+            response = await transport.send("POST", "/v1/c", [], b"", connect_timeout=5)
+            assert await response.read() == b"ok"
+            response.close()
+        untrusted = HTTP1Transport(f"https://localhost:{port}", ssl.create_default_context())
+        with pytest.raises(UpstreamUnreachable, match="TLS handshake"):
+            await untrusted.send("POST", "/", [], b"", connect_timeout=5)
+        transport.close()
+        nursery.cancel_scope.cancel()
+    assert len(accepted) == 2  # three requests on one TLS connection; one refused handshake

@@ -52,7 +52,7 @@ from feathergate.config import Deployment
 from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout, error_event
 from feathergate.relay.exchange import Attempt, run_attempt
 from feathergate.relay.lifecycle import ClientDisconnected, Drain, Exchange, read_body, send_error
-from feathergate.router import AttemptPlan, GiveUp
+from feathergate.router import AttemptPlan, Decision, GiveUp
 from feathergate.typing import ASGIReceive, ASGISend
 
 __all__ = [
@@ -122,16 +122,14 @@ async def _attempts(
             try:
                 await run_attempt(ex, attempt, send)
             except GatewayError as err:
-                metrics.deployment_failures(dep.model_name, dep.id, err.http_status).inc()
-                decision = plan.failed(dep, err)
+                decision = _failed(plan, dep, err)
             except BaseException:
                 plan.cancelled(dep, tokens=ex.tokens)
                 raise
             else:
                 if ex.stream_error is not None:
-                    err = ex.stream_error
-                    metrics.deployment_failures(dep.model_name, dep.id, err.http_status).inc()
-                    plan.failed(dep, err)  # counts towards cooldown; nothing left to retry
+                    # Counts towards cooldown; with bytes sent there is nothing to retry.
+                    _failed(plan, dep, ex.stream_error)
                 else:
                     first = ex.first_byte if ex.first_byte is not None else trio.current_time()
                     plan.succeeded(
@@ -150,6 +148,11 @@ async def _attempts(
             ex.phase = "backoff"
             await trio.sleep(decision.delay)
         dep = decision.dep
+
+
+def _failed(plan: AttemptPlan, dep: Deployment, err: GatewayError) -> Decision:
+    metrics.deployment_failures(dep.model_name, dep.id, err.http_status).inc()
+    return plan.failed(dep, err)
 
 
 async def _end(ex: Exchange, send: ASGISend, err: GatewayError) -> None:

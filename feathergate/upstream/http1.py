@@ -73,6 +73,16 @@ class _Conn:
         self.raw_socket().close()
 
 
+async def _write(conn: _Conn, payload: bytes) -> None:
+    """Send the whole request; on any failure the connection is closed."""
+    try:
+        with _socket_errors("while sending"):
+            await conn.stream.send_all(payload)
+    except BaseException:
+        conn.close()
+        raise
+
+
 class HTTP1Response:
     """Status, headers, and the body read chunk by chunk (``None`` at its end)."""
 
@@ -226,22 +236,12 @@ class HTTP1Transport:
         conn = self._checkout()
         if conn is not None:
             try:
-                with _socket_errors("while sending"):
-                    await conn.stream.send_all(payload)
+                await _write(conn, payload)
             except UpstreamProtocolError:
-                conn.close()
                 conn = None
-            except BaseException:
-                conn.close()
-                raise
         if conn is None:
             conn = await self._connect(connect_timeout)
-            try:
-                with _socket_errors("while sending"):
-                    await conn.stream.send_all(payload)
-            except BaseException:
-                conn.close()
-                raise
+            await _write(conn, payload)
         try:
             if on_sent is not None:
                 on_sent()

@@ -105,34 +105,28 @@ async def test_disconnect_while_connecting_cancels_the_connect(rst: bool) -> Non
 
 
 @pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_disconnect_while_waiting_for_headers(
-    upstream: TCPUpstream, stream: bool, rst: bool
+@pytest.mark.parametrize(
+    ("behaviour", "stream", "phase"),
+    [
+        (Behaviour(Mode.HANG_HEADERS), False, "upstream_headers"),
+        (Behaviour(Mode.HANG_HEADERS), True, "upstream_headers"),
+        (Behaviour(Mode.HANG_BODY, partial_events=0), True, "first_token"),
+    ],
+    ids=["headers-json", "headers-stream", "first-token"],
+)
+async def test_disconnect_while_waiting_on_the_upstream(
+    upstream: TCPUpstream, behaviour: Behaviour, stream: bool, phase: str, rst: bool
 ) -> None:
-    upstream.behaviour = Behaviour(Mode.HANG_HEADERS)
+    upstream.behaviour = behaviour
     async with gateway(config(upstream.url)) as (app, port):
         arrived = upstream.new_request
         client = await RawClient.post(port, {"model": "m", "messages": MESSAGES, "stream": stream})
         with trio.fail_after(5):
             await arrived.wait()
         await settle()
-        before = disconnects(app, "upstream_headers")
+        before = disconnects(app, phase)
         assert await drop_and_time_upstream_close(client, upstream, rst=rst) < BOUND
-        assert disconnects(app, "upstream_headers") == before + 1
-
-
-@pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
-async def test_disconnect_before_first_token(upstream: TCPUpstream, rst: bool) -> None:
-    upstream.behaviour = Behaviour(Mode.HANG_BODY, partial_events=0)
-    async with gateway(config(upstream.url)) as (app, port):
-        arrived = upstream.new_request
-        client = await RawClient.post(port, {"model": "m", "messages": MESSAGES, "stream": True})
-        with trio.fail_after(5):
-            await arrived.wait()
-        await settle()
-        before = disconnects(app, "first_token")
-        assert await drop_and_time_upstream_close(client, upstream, rst=rst) < BOUND
-        assert disconnects(app, "first_token") == before + 1
+        assert disconnects(app, phase) == before + 1
 
 
 @pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])

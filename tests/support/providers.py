@@ -219,6 +219,7 @@ class Upstream(ABC):
     api_key: str
     app: Any
     signature: str | None = None  # what a replayed tool call must carry back (Gemini 3)
+    fake: Any
 
     @abstractmethod
     def api_base(self, url: str) -> str: ...
@@ -253,14 +254,14 @@ class Upstream(ABC):
         """Some of ``text``, then an error event carrying ``message`` inside the 200 stream."""
         ...
 
-    # reading back
+    # reading back: every fake records ``requests`` with a ``path`` and a parsed ``body``
     @property
-    @abstractmethod
-    def bodies(self) -> list[Any]: ...
+    def bodies(self) -> list[Any]:
+        return [r.body for r in self.fake.requests]
 
     @property
-    @abstractmethod
-    def paths(self) -> list[str]: ...
+    def paths(self) -> list[str]:
+        return [r.path for r in self.fake.requests]
 
     @property
     @abstractmethod
@@ -345,14 +346,6 @@ class OpenAIUpstream(Upstream):
     def stream_error(self, text: str, message: str) -> None:
         event = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
         self.fake.script(fo.Reply(text=text, error_event=event))
-
-    @property
-    def bodies(self) -> list[Any]:
-        return [r.body for r in self.fake.requests]
-
-    @property
-    def paths(self) -> list[str]:
-        return [r.path for r in self.fake.requests]
 
     @property
     def keys(self) -> list[str | None]:
@@ -445,14 +438,6 @@ class AnthropicUpstream(Upstream):
         # message_start, content_block_start, one text_delta: then `event: error`
         reply = fa.Reply([fa.Text(text, chunk=4)], error_after=3, error=("api_error", message))
         self.fake.script(reply)
-
-    @property
-    def bodies(self) -> list[Any]:
-        return [r.body for r in self.fake.requests]
-
-    @property
-    def paths(self) -> list[str]:
-        return [r.path for r in self.fake.requests]
 
     @property
     def keys(self) -> list[str | None]:
@@ -566,10 +551,6 @@ class GeminiUpstream(Upstream):
         candidate = {k: v for k, v in last["candidates"][0].items() if k != "finishReason"}
         reply = replace(reply, chunks=(*head, {"candidates": [candidate]}))
         self.fake.script.append(reply.then_error(503, message, "UNAVAILABLE"))
-
-    @property
-    def bodies(self) -> list[Any]:
-        return [r.body for r in self.fake.requests]
 
     @property
     def paths(self) -> list[str]:

@@ -12,6 +12,7 @@ needs it answers every request with an error naming the variable.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -124,6 +125,9 @@ class ServerSettings:
     body_timeout: float = 600.0
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
+    # Image URLs may reach these despite the address policy (feathergate.address_policy).
+    image_url_allowed_hosts: tuple[str, ...] = ()
+    image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,8 @@ _FEATHERGATE_KEYS = {
     "tcp_user_timeout",
     "client_stall_timeout",
     "provider_defaults",
+    "image_url_allowed_hosts",
+    "image_url_allowed_networks",
 }
 _DEADLINE_KEYS = {"timeout", "stream_timeout", "connect_timeout", "first_token_timeout"}
 _STRATEGIES = {
@@ -572,4 +578,34 @@ class _Parser:
             tcp_user_timeout=seconds("tcp_user_timeout", defaults.tcp_user_timeout),
             client_stall_timeout=seconds("client_stall_timeout", defaults.client_stall_timeout)
             or defaults.client_stall_timeout,
+            image_url_allowed_hosts=tuple(
+                self._allowed_host(v, p) for v, p in self._list(ours, "image_url_allowed_hosts")
+            ),
+            image_url_allowed_networks=tuple(
+                self._network(v, p) for v, p in self._list(ours, "image_url_allowed_networks")
+            ),
         )
+
+    def _list(self, ours: Mapping[str, Any], key: str) -> list[tuple[Any, str]]:
+        """``feathergate_settings.<key>``'s items, each with its key path."""
+        path = f"feathergate_settings.{key}"
+        values = ours.get(key)
+        if values is None:
+            return []
+        if not isinstance(values, list):
+            raise ConfigError(path, f"expected a list, got {type(values).__name__}")
+        return [(value, f"{path}[{i}]") for i, value in enumerate(values)]
+
+    def _allowed_host(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value or any(c in value for c in " /:@[]"):
+            # A URL or host:port would silently match nothing; IPs go in the networks list.
+            raise ConfigError(path, f"expected a bare host name, got {value!r}")
+        return value
+
+    def _network(self, value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a network like '10.0.0.0/8', got {value!r}")
+        try:
+            return ipaddress.ip_network(value)
+        except ValueError as exc:
+            raise ConfigError(path, f"not a network: {exc}") from None

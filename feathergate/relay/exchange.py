@@ -8,11 +8,10 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
-import httpx
 import trio
 
 from feathergate import metrics
-from feathergate.assets import fetch_assets
+from feathergate.assets import ImageFetcher, fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import (
     GatewayError,
@@ -51,7 +50,7 @@ class Attempt:
     provider: Provider
     ctx: CallContext
     client: Transport
-    assets_client: httpx.AsyncClient
+    assets_client: ImageFetcher
 
     @property
     def deadlines(self) -> Deadlines:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ssl
 from urllib.parse import urlsplit
 
-import httpx
-
+from feathergate.address_policy import AddressPolicy
+from feathergate.assets import ImageFetcher
 from feathergate.config import Config, Deployment
 from feathergate.mock import MockTransport
 from feathergate.providers.catalog import CATALOG
@@ -44,8 +44,12 @@ class UpstreamPool:
                     tls = self.tls() if key.startswith("https:") else None
                     self._transports[key] = HTTP1Transport(key, tls)
             self._by_deployment[dep.id] = self._transports[key]
-        # Image downloads are rare and go anywhere: httpx, with its redirects and limits.
-        self._assets: httpx.AsyncClient | None = None
+        # Image downloads are rare, and go where clients say: httpx, behind an address policy.
+        server = config.server
+        self._image_policy = AddressPolicy.from_settings(
+            server.image_url_allowed_hosts, server.image_url_allowed_networks
+        )
+        self._assets: ImageFetcher | None = None
 
     def tls(self) -> ssl.SSLContext:
         # One context for every pool: loading the CA bundle costs ~25 ms each time.
@@ -57,10 +61,10 @@ class UpstreamPool:
         return self._by_deployment[dep.id]
 
     @property
-    def assets(self) -> httpx.AsyncClient:
-        """The client that downloads images for providers that need inline data."""
+    def assets(self) -> ImageFetcher:
+        """The fetcher that downloads images for providers that need inline data."""
         if self._assets is None:
-            self._assets = httpx.AsyncClient(timeout=httpx.Timeout(None), verify=self.tls())
+            self._assets = ImageFetcher(self.tls(), self._image_policy)
         return self._assets
 
     async def aclose(self) -> None:

@@ -41,6 +41,7 @@ from tests.support.servers import serve_asgi
 
 __all__ = [
     "CASES",
+    "LOOPBACK_IMAGES",
     "OPENAI_ERROR_TYPES",
     "PNG",
     "SUPPORT",
@@ -680,12 +681,22 @@ class _SDK(SDK):
         )
 
 
+# The image servers of these tests listen on 127.0.0.1, which image URLs may reach
+# only when allowed: every remote-image test is also an end-to-end test of the allowlist.
+LOOPBACK_IMAGES = {"shutdown_grace_period": 1, "image_url_allowed_networks": ["127.0.0.1/32"]}
+
+
 @asynccontextmanager
-async def provider_gateway(name: str) -> AsyncIterator[Case]:
-    """``name``'s fake on 127.0.0.1, and FeatherGate serving it as model ``m``."""
+async def provider_gateway(name: str, **sections: Any) -> AsyncIterator[Case]:
+    """``name``'s fake on 127.0.0.1, and FeatherGate serving it as model ``m``.
+
+    ``sections`` are more config sections; ``feathergate_settings`` defaults to
+    :data:`LOOPBACK_IMAGES`.
+    """
     upstream = _upstream(name)
+    sections.setdefault("feathergate_settings", LOOPBACK_IMAGES)
     async with serve_asgi(upstream.app) as url:
-        config = gateway_config(_models(upstream, url))
+        config = gateway_config(_models(upstream, url), **sections)
         async with run_gateway(config) as base:
             sdk = _SDK(base)
             try:

@@ -36,7 +36,7 @@ from feathergate.assets import (
 )
 from feathergate.errors import InvalidRequest
 from tests.fakes.asgi import Receive, Scope, Send, headers_of, lifespan, read_body
-from tests.support.providers import PNG, provider_gateway
+from tests.support.providers import LOOPBACK_IMAGES, PNG, provider_gateway
 from tests.support.servers import serve_asgi
 
 SECRET = b"internal secret: hunter2"
@@ -509,3 +509,24 @@ async def test_gateway_answers_a_loopback_image_with_a_400_that_echoes_nothing(
         assert result.choices[0].message.content == "Still here."
         assert len(case.upstream.paths) == 1  # no request went up for the refused ones
     assert server.hits == []
+
+
+async def test_a_fallback_does_not_download_the_images_again(
+    internal: tuple[Internal, int],
+) -> None:
+    server, port = internal
+    # "m-drop" is another deployment on the same fake; a fallback to it waits no backoff.
+    async with provider_gateway(
+        "gemini",
+        feathergate_settings=LOOPBACK_IMAGES,
+        router_settings={"fallbacks": [{"m": ["m-drop"]}]},
+    ) as case:
+        case.upstream.http_error(500)
+        case.upstream.text("A cat.")
+        url = f"http://127.0.0.1:{port}/cat.png"
+        result = await case.sdk.create(model="m", messages=_image_message(url))
+        assert result.choices[0].message.content == "A cat."
+        assert len(case.upstream.paths) == 2
+        sent = [case.upstream.images(body) for body in case.upstream.bodies]
+        assert sent[0] == sent[1] != []
+    assert server.hits == ["/cat.png"]

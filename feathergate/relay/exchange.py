@@ -70,14 +70,18 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
     fetch = getattr(attempt.provider, "assets_to_fetch", None)
     urls = fetch(ex.request.body) if fetch is not None else None
     if urls:
-        ex.phase = "assets"
-        with trio.move_on_at(total_at) as scope:
-            assets = await fetch_assets(
-                attempt.assets_client, urls, attempt.deadlines.connect or 30.0
-            )
-        if scope.cancelled_caught:
-            raise UpstreamTimeout("total", attempt.deadlines.total or 0)
-        ctx = attempt.ctx = replace(ctx, assets=assets)
+        # Kept on the exchange: a retry or a fallback does not download again.
+        missing = [url for url in urls if url not in ex.assets]
+        if missing:
+            ex.phase = "assets"
+            with trio.move_on_at(total_at) as scope:
+                fetched = await fetch_assets(
+                    attempt.assets_client, missing, attempt.deadlines.connect or 30.0
+                )
+            if scope.cancelled_caught:
+                raise UpstreamTimeout("total", attempt.deadlines.total or 0)
+            ex.assets.update(fetched)
+        ctx = attempt.ctx = replace(ctx, assets={url: ex.assets[url] for url in urls})
     request = attempt.provider.build_request(ex.request.body, ctx)
     if ctx.stream:
         await _stream(ex, attempt, request, send, total_at)

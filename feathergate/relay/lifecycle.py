@@ -10,6 +10,7 @@ import trio
 
 from feathergate.chat import ChatRequest
 from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout, error_response
+from feathergate.providers.base import Asset
 from feathergate.typing import ASGIReceive, ASGISend
 
 __all__ = ["ClientDisconnected", "Drain", "Exchange", "read_body", "send_error"]
@@ -70,6 +71,7 @@ class Exchange:
     finishing: bool = False  # the last message is on its way: nothing left to cancel
     response_started: bool = False  # bytes reached the client: no retry, no HTTP error
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    assets: dict[str, Asset] = field(default_factory=dict)  # images downloaded, for every attempt
     # Per attempt:
     upstream_sent: float = 0.0
     first_byte: float | None = None

@@ -11,11 +11,19 @@ keep-alive connection with an idle timer that is a task of its own:
 * The timer task is started after every response and cancelled at the next
   request: two task operations per request, about 9% of a request's CPU in
   the benchmark's profiles.
+* A response that ends before the request body has arrived closes the
+  connection (h11 cannot start the next cycle), and that close runs in the
+  application's task, inside its ``send``. The same ``send`` first hands the
+  application ``http.disconnect``, on which Quart-Trio cancels its request
+  nursery: the close was cancelled at its first checkpoint, before the FIN,
+  and the connection was left neither closed nor reusable. The client's next
+  request on it got no answer (every Quart route a client POSTs to and that
+  answers without reading the body: 404, 405, 401).
 
 :class:`Connection` keeps one timer task per connection whose deadline each
-request moves, and ends it as soon as the client has gone. ``worker_serve``
-builds its connections from a module global, which :func:`install` points
-at this class.
+request moves, ends it as soon as the client has gone, and closes the socket
+under a shield. ``worker_serve`` builds its connections from a module global,
+which :func:`install` points at this class.
 """
 
 from __future__ import annotations
@@ -93,6 +101,12 @@ class Connection(TCPServer):
     async def _read_data(self) -> None:
         await super()._read_data()
         self._timer.client_gone()
+
+    async def _close(self) -> None:
+        # It never blocks (``send_eof`` and ``aclose`` only), and it may run in
+        # an application task that is being cancelled: see the module docstring.
+        with trio.CancelScope(shield=True):
+            await super()._close()
 
     async def protocol_send(self, event: Event) -> None:
         # A response that ends after the client left would start the timer again.

@@ -23,13 +23,16 @@ keep-alive connection with an idle timer that is a task of its own:
 :class:`Connection` keeps one timer task per connection whose deadline each
 request moves, ends it as soon as the client has gone, and closes the socket
 under a shield. ``worker_serve`` builds its connections from a module global,
-which :func:`install` points at this class.
+which :func:`install` points at this class, after checking that Hypercorn
+still has the shape this class was written against (hence the pin
+``hypercorn<0.19`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import trio
@@ -115,6 +118,31 @@ class Connection(TCPServer):
         await super().protocol_send(event)
 
 
-def install() -> None:
-    if getattr(hypercorn_run, "TCPServer", None) is TCPServer:
-        setattr(hypercorn_run, "TCPServer", Connection)  # noqa: B010
+# What Connection overrides or relies on in Hypercorn's private TCPServer.
+_TARGETS = ("_read_data", "_close", "_initiate_server_close", "protocol_send", "run")
+
+
+def install(target: ModuleType = hypercorn_run) -> None:
+    """Make ``target.worker_serve`` build :class:`Connection`; raise if Hypercorn moved on.
+
+    Silently serving with Hypercorn's own class would bring back the bugs the
+    module docstring lists, so a Hypercorn whose internals changed stops the
+    gateway at startup instead.
+    """
+    current = getattr(target, "TCPServer", None)
+    if current is Connection:
+        return
+    serve = getattr(target, "worker_serve", None)
+    missing = [name for name in _TARGETS if not hasattr(current, name)]
+    if (
+        current is not TCPServer
+        or missing
+        or serve is None
+        or "TCPServer" not in serve.__code__.co_names
+    ):
+        raise RuntimeError(
+            f"feathergate.connection: {target.__name__}.worker_serve no longer builds "
+            "its connections from hypercorn.trio.tcp_server.TCPServer as this module "
+            "expects; install the Hypercorn version pyproject.toml pins"
+        )
+    setattr(target, "TCPServer", Connection)  # noqa: B010 - a module global, typed as a class

@@ -67,10 +67,11 @@ def build_quart(runtime: Runtime) -> Quart:
     @app.before_request
     async def authenticate() -> Response | None:
         if request.path.startswith("/v1/") or request.path.startswith("/models"):
+            # The raw bytes, as the chat route sees them: Quart's headers are
+            # latin-1 text, and encoding that as UTF-8 changed a non-ASCII key.
+            raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
             try:
-                check_master_key(
-                    runtime.config, request.headers.get("authorization", "").encode() or None
-                )
+                check_master_key(runtime.config, raw)
             except GatewayError as err:
                 return _error(err)
         return None

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from feathergate import metrics
 from feathergate.config import Config
+from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_master_key
 from feathergate.typing import ASGIApp
@@ -139,4 +140,6 @@ def build_quart(runtime: Runtime) -> Quart:
 def create_app(config: Config) -> Gateway:
     runtime = Runtime(config)
     # Quart types its ASGI messages as hypercorn's TypedDicts; ours are plain dicts.
-    return Gateway(runtime, cast(ASGIApp, build_quart(runtime)))
+    quart = cast(ASGIApp, build_quart(runtime))
+    # Quart answers some requests before their body is in: see early_response.
+    return Gateway(runtime, wait_for_body(quart))

@@ -8,9 +8,11 @@ Starts ``feathergate`` (the shipped config) in a subprocess, on a port of
 sends one small JSON request every ``--interval`` seconds over one
 keep-alive ``httpx.Client`` for ``--seconds`` seconds. A request with no
 response within ``--timeout`` seconds is counted as hung (the client then
-opens a new connection). Prints one line per hang, a summary, and how long
-the gateway took to exit on SIGTERM (a connection stuck mid-request used to
-hold that up); exits 1 if any request hung.
+opens a new connection), one that ends in a transport error (such as
+"server disconnected") as failed. Prints one line for each, a summary, and
+how long the gateway took to exit on SIGTERM (a connection stuck
+mid-request used to hold that up); exits 1 if any request hung or failed.
+``--interval 0`` sends back to back.
 
 This is the loop that found the lost POSTs on Quart's routes (issue #9, part
 8); ``tests/test_keepalive_body.py`` drives the same failure deterministically.
@@ -70,7 +72,7 @@ def local_gateway() -> Iterator[str]:
 
 def probe(url: str, args: argparse.Namespace) -> int:
     body = {"model": "demo", "prompt": "hi", "max_tokens": 1}
-    hung = sent = 0
+    hung = failed = sent = 0
     statuses: dict[int, int] = {}
     timeout = httpx.Timeout(args.timeout)
     ends = time.monotonic() + args.seconds
@@ -88,12 +90,13 @@ def probe(url: str, args: argparse.Namespace) -> int:
                 hung += 1
                 print(f"request {sent}: no response within {args.timeout:g} s", flush=True)
             except httpx.TransportError as exc:
+                failed += 1
                 print(f"request {sent}: {type(exc).__name__}: {exc}", flush=True)
             pause = args.interval - (time.monotonic() - started)
             if pause > 0:
                 time.sleep(pause)
-    print(f"{args.method} {args.path}: {sent} sent, {hung} hung, statuses {statuses}")
-    return 1 if hung else 0
+    print(f"{args.method} {args.path}: {sent} sent, {hung} hung, {failed} failed, {statuses}")
+    return 1 if hung or failed else 0
 
 
 def main() -> None:

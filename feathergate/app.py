@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from feathergate import metrics
 from feathergate.config import Config
+from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_master_key
 from feathergate.typing import ASGIApp
@@ -67,10 +68,11 @@ def build_quart(runtime: Runtime) -> Quart:
     @app.before_request
     async def authenticate() -> Response | None:
         if request.path.startswith("/v1/") or request.path.startswith("/models"):
+            # The raw bytes, as the chat route sees them: Quart's headers are
+            # latin-1 text, and encoding that as UTF-8 changed a non-ASCII key.
+            raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
             try:
-                check_master_key(
-                    runtime.config, request.headers.get("authorization", "").encode() or None
-                )
+                check_master_key(runtime.config, raw)
             except GatewayError as err:
                 return _error(err)
         return None
@@ -138,4 +140,6 @@ def build_quart(runtime: Runtime) -> Quart:
 def create_app(config: Config) -> Gateway:
     runtime = Runtime(config)
     # Quart types its ASGI messages as hypercorn's TypedDicts; ours are plain dicts.
-    return Gateway(runtime, cast(ASGIApp, build_quart(runtime)))
+    quart = cast(ASGIApp, build_quart(runtime))
+    # Quart answers some requests before their body is in: see early_response.
+    return Gateway(runtime, wait_for_body(quart))

@@ -11,17 +11,28 @@ keep-alive connection with an idle timer that is a task of its own:
 * The timer task is started after every response and cancelled at the next
   request: two task operations per request, about 9% of a request's CPU in
   the benchmark's profiles.
+* A response that ends before the request body has arrived closes the
+  connection (h11 cannot start the next cycle), and that close runs in the
+  application's task, inside its ``send``. The same ``send`` first hands the
+  application ``http.disconnect``, on which Quart-Trio cancels its request
+  nursery: the close was cancelled at its first checkpoint, before the FIN,
+  and the connection was left neither closed nor reusable. The client's next
+  request on it got no answer (every Quart route a client POSTs to and that
+  answers without reading the body: 404, 405, 401).
 
 :class:`Connection` keeps one timer task per connection whose deadline each
-request moves, and ends it as soon as the client has gone. ``worker_serve``
-builds its connections from a module global, which :func:`install` points
-at this class.
+request moves, ends it as soon as the client has gone, and closes the socket
+under a shield. ``worker_serve`` builds its connections from a module global,
+which :func:`install` points at this class, after checking that Hypercorn
+still has the shape this class was written against (hence the pin
+``hypercorn<0.19`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import trio
@@ -94,6 +105,12 @@ class Connection(TCPServer):
         await super()._read_data()
         self._timer.client_gone()
 
+    async def _close(self) -> None:
+        # It never blocks (``send_eof`` and ``aclose`` only), and it may run in
+        # an application task that is being cancelled: see the module docstring.
+        with trio.CancelScope(shield=True):
+            await super()._close()
+
     async def protocol_send(self, event: Event) -> None:
         # A response that ends after the client left would start the timer again.
         if isinstance(event, Updated) and event.idle and self._timer.gone:
@@ -101,6 +118,31 @@ class Connection(TCPServer):
         await super().protocol_send(event)
 
 
-def install() -> None:
-    if getattr(hypercorn_run, "TCPServer", None) is TCPServer:
-        setattr(hypercorn_run, "TCPServer", Connection)  # noqa: B010
+# What Connection overrides or relies on in Hypercorn's private TCPServer.
+_TARGETS = ("_read_data", "_close", "_initiate_server_close", "protocol_send", "run")
+
+
+def install(target: ModuleType = hypercorn_run) -> None:
+    """Make ``target.worker_serve`` build :class:`Connection`; raise if Hypercorn moved on.
+
+    Silently serving with Hypercorn's own class would bring back the bugs the
+    module docstring lists, so a Hypercorn whose internals changed stops the
+    gateway at startup instead.
+    """
+    current = getattr(target, "TCPServer", None)
+    if current is Connection:
+        return
+    serve = getattr(target, "worker_serve", None)
+    missing = [name for name in _TARGETS if not hasattr(current, name)]
+    if (
+        current is not TCPServer
+        or missing
+        or serve is None
+        or "TCPServer" not in serve.__code__.co_names
+    ):
+        raise RuntimeError(
+            f"feathergate.connection: {target.__name__}.worker_serve no longer builds "
+            "its connections from hypercorn.trio.tcp_server.TCPServer as this module "
+            "expects; install the Hypercorn version pyproject.toml pins"
+        )
+    setattr(target, "TCPServer", Connection)  # noqa: B010 - a module global, typed as a class

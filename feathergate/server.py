@@ -183,7 +183,9 @@ def setup_logging(level: str) -> None:
 def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -> None:
     """Serve ``config`` on ``bind`` with ``workers`` processes until signalled."""
     sockets = make_sockets(bind, config)
-    log.info("FeatherGate listening on http://%s (%d worker%s)", bind, workers, "s" * (workers > 1))
+    port = sockets.insecure_sockets[0].getsockname()[1]  # for port 0, the one the kernel chose
+    at = Bind(bind.host, port)
+    log.info("FeatherGate listening on http://%s (%d worker%s)", at, workers, "s" * (workers > 1))
     if workers <= 1:
         trio.run(partial(serve, config, sockets))
         return

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,6 +10,7 @@ import trio
 from click.testing import CliRunner
 
 from feathergate.cli import main
+from tests.support.cli import gateway_process
 
 ROOT = Path(__file__).parent.parent
 
@@ -72,59 +70,24 @@ def test_serve_rejects_a_bad_bind() -> None:
     assert "HOST:PORT" in result.output
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_bare_command_serves_the_shipped_config_and_exits_0_on_sigterm() -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once, then polled over HTTP
-        [
-            sys.executable,
-            "-m",
-            "feathergate",
-            "--config",
-            str(ROOT / "feathergate.yaml"),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        async with httpx.AsyncClient() as http:
-            with trio.fail_after(30):
-                while True:  # poll until the server is up; the process is the clock here
-                    try:
-                        if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                            break
-                    except httpx.ConnectError:
-                        await trio.sleep(0.05)
-            response = await http.post(
-                f"http://127.0.0.1:{port}/v1/chat/completions",
-                json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
-            )
+    async with gateway_process("--config", str(ROOT / "feathergate.yaml")) as gateway:
+        with trio.fail_after(30):
+            async with httpx.AsyncClient(base_url=gateway.url) as http:
+                assert (await http.get("/health")).status_code == 200
+                response = await http.post(
+                    "/v1/chat/completions",
+                    json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+                )
             assert response.status_code == 200
             assert "FeatherGate" in response.json()["choices"][0]["message"]["content"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
-    assert process.returncode == 0, output
+            gateway.process.send_signal(signal.SIGTERM)
+            await gateway.read_log()
+            assert await gateway.process.wait() == 0, bytes(gateway.log)
+    output = gateway.log.decode()
     assert "environment variable OPENAI_API_KEY is not set" in output
-
-
-async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
-    while marker not in seen:
-        data = await stream.receive_some(4096)
-        if not data:
-            raise EOFError(f"process output ended before {marker!r}: {bytes(seen)!r}")
-        seen += data
+    # The supervisor's own line names the port the kernel chose, not the 0 it was given.
+    assert f"FeatherGate listening on http://127.0.0.1:{gateway.port} " in output
 
 
 async def test_second_signal_ends_live_streams_at_once(tmp_path: Path) -> None:
@@ -134,7 +97,6 @@ async def test_second_signal_ends_live_streams_at_once(tmp_path: Path) -> None:
 
     fake = FakeOpenAI()
     fake.script(Reply(text="a b c d", gate=trio.Event(), after_chunks=3))  # never released
-    port = _free_port()
     async with serve_asgi(fake) as upstream:
         config = tmp_path / "c.yaml"
         config.write_text(
@@ -142,88 +104,47 @@ async def test_second_signal_ends_live_streams_at_once(tmp_path: Path) -> None:
             f"      api_base: {upstream}/v1\n      api_key: {fake.api_key}\n"
             "feathergate_settings:\n  shutdown_grace_period: 60\n"
         )
-        process = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "feathergate",
-                "--config",
-                str(config),
-                "--bind",
-                f"127.0.0.1:{port}",
-            ],
-            stderr=subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        log = bytearray()
-        try:
+        async with gateway_process("--config", str(config)) as gateway:
             with trio.fail_after(30):
-                await _read_until(process.stderr, b"Running on", log)
                 body = {
                     "model": "m",
                     "messages": [{"role": "user", "content": "x"}],
                     "stream": True,
                 }
-                client = await RawClient.post(port, body)
+                client = await RawClient.post(gateway.port, body)
                 await read_sse_until(client, 3)
-                process.send_signal(signal.SIGTERM)
-                await _read_until(process.stderr, b"draining", log)
+                gateway.process.send_signal(signal.SIGTERM)
+                await gateway.read_until(b"draining")
                 started = trio.current_time()
-                process.send_signal(signal.SIGINT)
+                gateway.process.send_signal(signal.SIGINT)
                 raw = await client.read_all()
                 await client.stream.aclose()
-                assert await process.wait() == 0
+                assert await gateway.process.wait() == 0
             assert trio.current_time() - started < 10  # far below the 60 s grace period
             assert b'"code": "shutting_down"' in raw
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
 
 
-async def test_workers_share_one_view_of_the_metrics(tmp_path: Path) -> None:
-    port = _free_port()
-    process = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "feathergate",
-            "serve",
-            "--config",
-            str(ROOT / "feathergate.yaml"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    log = bytearray()
-    try:
+async def test_workers_share_one_view_of_the_metrics() -> None:
+    args = ("serve", "--config", str(ROOT / "feathergate.yaml"), "--workers", "2")
+    async with gateway_process(*args, startup=60) as gateway:
         with trio.fail_after(60):
-            for _ in range(2):  # each worker logs once that it runs
-                await _read_until(process.stderr, b"Running on", log)
-                del log[: log.index(b"Running on") + 1]
+            # Each worker logs once that it runs; the first line is in already.
+            del gateway.log[: gateway.log.index(b"Running on") + 1]
+            await gateway.read_until(b"Running on")
             body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
             for _ in range(20):  # fresh connections: the kernel spreads them over workers
-                async with httpx.AsyncClient() as one:
-                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    assert (await one.post(url, json=body)).status_code == 200
+                async with httpx.AsyncClient(base_url=gateway.url) as one:
+                    assert (await one.post("/v1/chat/completions", json=body)).status_code == 200
             scrapes = []
             for _ in range(10):  # fresh connections again: any worker may answer
-                async with httpx.AsyncClient() as one:
-                    scrapes.append((await one.get(f"http://127.0.0.1:{port}/metrics")).text)
-            process.send_signal(signal.SIGTERM)
-            assert await process.wait() == 0
-        for text in scrapes:
-            line = next(
-                line
-                for line in text.splitlines()
-                if line.startswith('feathergate_requests_total{model="demo",status="200"}')
-            )
-            assert float(line.split()[-1]) == 20.0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+                async with httpx.AsyncClient(base_url=gateway.url) as one:
+                    scrapes.append((await one.get("/metrics")).text)
+            gateway.process.send_signal(signal.SIGTERM)
+            assert await gateway.process.wait() == 0
+    for text in scrapes:
+        line = next(
+            line
+            for line in text.splitlines()
+            if line.startswith('feathergate_requests_total{model="demo",status="200"}')
+        )
+        assert float(line.split()[-1]) == 20.0

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from feathergate.catalog import CATALOG, KNOWN_ELSEWHERE, split_model
 from feathergate.errors import ConfigError
-from feathergate.providers.catalog import CATALOG, KNOWN_ELSEWHERE, split_model
 
 __all__ = [
     "Config",

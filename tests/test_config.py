@@ -68,6 +68,24 @@ def test_missing_variable_warns_and_marks_the_deployment() -> None:
     assert any("NOPE" in w for w in config.warnings)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"api_base": "http://${NOPE}:8000/v1"},
+        {"api_version": "os.environ/NOPE"},
+        {"extra_headers": {"x-a": "Bearer ${NOPE}"}},
+    ],
+    ids=["api_base", "api_version", "header"],
+)
+def test_an_unset_variable_in_any_wire_value_marks_the_deployment(params: dict[str, Any]) -> None:
+    config = parse_config({"model_list": [entry(**params)]}, {"OPENAI_API_KEY": "k"})
+    assert config.deployments[0].missing_var == "NOPE"
+    assert config.warnings == (
+        "model_list[0].litellm_params: environment variable NOPE is not set; "
+        "requests to 'm' will fail",
+    )
+
+
 def test_provider_key_variable_is_the_default_key() -> None:
     config = parse_config({"model_list": [entry()]}, {"OPENAI_API_KEY": "sk-env"})
     assert config.deployments[0].api_key.value == "sk-env"

@@ -6,10 +6,8 @@ Imports are lazy so that startup only pays for the providers a config uses.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # base imports config, which imports the catalog from this package
-    from feathergate.providers.base import Provider
+from feathergate.providers.base import Provider
 
 __all__ = ["get_provider"]
 

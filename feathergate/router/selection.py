@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from functools import partial
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from feathergate.config import Deployment, RouterSettings
-from feathergate.errors import ConfigError, GatewayError
+from feathergate.errors import GatewayError
 from feathergate.router.classify import classify, retry_after_seconds
 from feathergate.router.groups import Group
 from feathergate.router.policy import cooldown_for, counts_as_failure
@@ -27,8 +27,6 @@ from feathergate.router.strategies import STRATEGIES, Candidate
 __all__ = ["WINDOW", "DeploymentStatus", "Selector", "slot_wait"]
 
 WINDOW = 60.0  # rpm, tpm and allowed_fails are all per minute, sliding
-DEFAULT_LATENCY_TTL = 3600.0  # LiteLLM's routing_strategy_args.ttl default
-DEFAULT_LATENCY_SAMPLES = 10  # LiteLLM's max_latency_list_size default
 
 
 class DeploymentStatus(TypedDict):
@@ -78,18 +76,6 @@ def slot_wait(
     return max(wait, 0.0)
 
 
-def _number_arg(args: Mapping[str, Any], key: str, default: float) -> float:
-    value = args.get(key)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"router_settings.routing_strategy_args.{key}", f"expected a number, got {value!r}"
-        ) from None
-
-
 def _rank(dep: Deployment) -> tuple[int, int]:
     return (0, dep.order) if dep.order is not None else (1, 0)
 
@@ -103,22 +89,14 @@ class Selector:
         rng: random.Random,
         wall_clock: Callable[[], float],
     ) -> None:
-        strategy = STRATEGIES.get(settings.routing_strategy)
-        if strategy is None:
-            raise ConfigError(
-                "router_settings.routing_strategy",
-                f"unknown strategy {settings.routing_strategy!r}",
-            )
         self.settings = settings
         self.state = state
         self.clock = clock
         self.rng = rng
         self.wall_clock = wall_clock
-        self._strategy = strategy
-        self._args: Mapping[str, Any] = settings.routing_strategy_args
-        self._ttl = _number_arg(self._args, "ttl", DEFAULT_LATENCY_TTL)
-        self._keep = int(_number_arg(self._args, "max_latency_list_size", DEFAULT_LATENCY_SAMPLES))
-        _number_arg(self._args, "lowest_latency_buffer", 0.0)  # read per pick; checked here
+        # The config checked both at load (feathergate.config.routing).
+        self._strategy = STRATEGIES[settings.routing_strategy]
+        self._args = settings.routing_strategy_args
 
     def choose(
         self,
@@ -145,7 +123,7 @@ class Selector:
                 wait = min(wait, dep_wait)
                 continue
             kind = "ttft" if stream else "latency"
-            samples = self.state.samples(dep.id, kind, now - self._ttl)
+            samples = self.state.samples(dep.id, kind, now - self._args.ttl)
             ready.append((dep, Candidate(dep, load.in_flight, load.requests, load.tokens, samples)))
         if not ready:
             return wait
@@ -174,9 +152,9 @@ class Selector:
     ) -> None:
         now = self.clock()
         self.state.end(dep.id, ticket, now, tokens)
-        self.state.add_sample(dep.id, "latency", latency, now, self._keep)
+        self.state.add_sample(dep.id, "latency", latency, now, self._args.max_latency_list_size)
         if ttft is not None:
-            self.state.add_sample(dep.id, "ttft", ttft, now, self._keep)
+            self.state.add_sample(dep.id, "ttft", ttft, now, self._args.max_latency_list_size)
         self.state.clear_failures(dep.id)
 
     def failure(self, dep: Deployment, group: Group, err: GatewayError) -> None:

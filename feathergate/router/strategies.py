@@ -12,9 +12,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any
 
-from feathergate.config import Deployment
+from feathergate.config import Deployment, StrategyArgs
 
 __all__ = ["STRATEGIES", "Candidate", "Strategy"]
 
@@ -28,7 +27,7 @@ class Candidate:
     latencies: Sequence[float]  # recent samples: time to first token for streams
 
 
-Strategy = Callable[[Sequence[Candidate], random.Random, Mapping[str, Any]], Deployment]
+Strategy = Callable[[Sequence[Candidate], random.Random, StrategyArgs], Deployment]
 
 
 def _lowest(
@@ -46,7 +45,7 @@ _WEIGHT_SOURCES: tuple[Callable[[Deployment], float | None], ...] = (
 
 
 def simple_shuffle(
-    candidates: Sequence[Candidate], rng: random.Random, args: Mapping[str, Any]
+    candidates: Sequence[Candidate], rng: random.Random, args: StrategyArgs
 ) -> Deployment:
     # As LiteLLM: the first of weight, rpm, tpm that any candidate sets decides
     # for the whole group, and a candidate without it gets weight 0.
@@ -61,13 +60,13 @@ def simple_shuffle(
 
 
 def least_busy(
-    candidates: Sequence[Candidate], rng: random.Random, args: Mapping[str, Any]
+    candidates: Sequence[Candidate], rng: random.Random, args: StrategyArgs
 ) -> Deployment:
     return _lowest(candidates, rng, lambda c: c.in_flight)
 
 
 def lowest_latency(
-    candidates: Sequence[Candidate], rng: random.Random, args: Mapping[str, Any]
+    candidates: Sequence[Candidate], rng: random.Random, args: StrategyArgs
 ) -> Deployment:
     # An unmeasured deployment may be the fastest; without trying it first it
     # would never get a sample.
@@ -76,8 +75,7 @@ def lowest_latency(
         return rng.choice(unmeasured).dep
     means = [(fmean(c.latencies), c) for c in candidates]
     best = min(mean for mean, _ in means)
-    buffer = float(args.get("lowest_latency_buffer") or 0.0)
-    limit = best * (1.0 + buffer)
+    limit = best * (1.0 + args.lowest_latency_buffer)
     return rng.choice([c for mean, c in means if mean <= limit]).dep
 
 
@@ -90,7 +88,7 @@ def _usage_share(c: Candidate) -> float:
 
 
 def lowest_usage(
-    candidates: Sequence[Candidate], rng: random.Random, args: Mapping[str, Any]
+    candidates: Sequence[Candidate], rng: random.Random, args: StrategyArgs
 ) -> Deployment:
     return _lowest(candidates, rng, _usage_share)
 

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from feathergate.address_policy import AddressPolicy
 from feathergate.assets import ImageFetcher
+from feathergate.catalog import CATALOG
 from feathergate.config import Config, Deployment
 from feathergate.mock import MockTransport
-from feathergate.providers.catalog import CATALOG
 from feathergate.upstream.base import Transport
 from feathergate.upstream.http1 import HTTP1Transport
 

@@ -10,9 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from feathergate.catalog import CATALOG
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.base import CallContext, Completion, UpstreamRequest
-from feathergate.providers.catalog import CATALOG
 from feathergate.providers.openai.errors import map_openai_error
 from feathergate.providers.openai.stream import OpenAIStreamTranslator
 

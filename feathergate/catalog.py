@@ -3,6 +3,10 @@
 A table, not code: the prefix picks a wire protocol (``adapter``), a default
 host and the environment variable LiteLLM reads the key from when the config
 gives none. Everything OpenAI-compatible shares the ``openai`` adapter.
+
+A leaf module: the config loader and the providers both read it, so it
+imports neither (it used to live in ``providers``, which made config and
+providers import each other).
 """
 
 from __future__ import annotations

@@ -1,0 +1,136 @@
+"""The frozen objects a config parses into; everything downstream reads only these.
+
+Every value here has been validated by the parser: numbers are finite and
+bounded, URLs are ``http(s)`` with a host, header names and values and
+secrets can go on the wire as they are. Mappings are plain ``dict`` (not
+``MappingProxyType``) because ``--workers N`` pickles the config into each
+worker process.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TOTAL_TIMEOUT",
+    "Config",
+    "Deadlines",
+    "Deployment",
+    "FallbackRule",
+    "RouterSettings",
+    "Secret",
+    "ServerSettings",
+    "StrategyArgs",
+]
+
+DEFAULT_TOTAL_TIMEOUT = 600.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A resolved secret. ``repr`` never shows the value."""
+
+    value: str | None
+    missing_var: str | None = None
+
+    def __repr__(self) -> str:
+        if self.missing_var:
+            return f"Secret(missing ${{{self.missing_var}}})"
+        return "Secret(***)" if self.value else "Secret(None)"
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Seconds; ``None`` means no deadline of that kind (the total still holds)."""
+
+    connect: float | None = DEFAULT_CONNECT_TIMEOUT
+    first_token: float | None = None
+    idle: float | None = None
+    total: float | None = DEFAULT_TOTAL_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    model_name: str
+    provider: str
+    adapter: str
+    model: str
+    api_base: str | None
+    api_key: Secret
+    id: str
+    api_version: str | None = None
+    deadlines: Deadlines = Deadlines()
+    max_retries: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    weight: float | None = None
+    order: int | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    mock_response: str | None = None
+    drop_params: bool = False
+    model_info: Mapping[str, Any] = field(default_factory=dict)
+    unavailable: str | None = None
+    missing_var: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRule:
+    model: str
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyArgs:
+    """``router_settings.routing_strategy_args``, with LiteLLM's defaults."""
+
+    ttl: float = 3600.0  # seconds a latency sample counts
+    max_latency_list_size: int = 10  # samples kept per deployment and kind
+    lowest_latency_buffer: float = 0.0  # pick among those within this fraction of the best
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    routing_strategy: str = "simple-shuffle"
+    routing_strategy_args: StrategyArgs = StrategyArgs()
+    num_retries: int = 0
+    retry_policy: Mapping[str, int] = field(default_factory=dict)
+    allowed_fails: int = 3
+    allowed_fails_policy: Mapping[str, int] = field(default_factory=dict)
+    cooldown_time: float = 5.0
+    fallbacks: tuple[FallbackRule, ...] = ()
+    context_window_fallbacks: tuple[FallbackRule, ...] = ()
+    content_policy_fallbacks: tuple[FallbackRule, ...] = ()
+    default_fallbacks: tuple[str, ...] = ()
+    max_fallbacks: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    master_key: Secret | None = None
+    max_request_bytes: int = 32 * 1024 * 1024
+    shutdown_grace_period: float = 30.0
+    keep_alive_timeout: float = 75.0
+    body_timeout: float = 600.0
+    tcp_user_timeout: float | None = 30.0
+    client_stall_timeout: float = 30.0
+    # Image URLs may reach these despite the address policy (feathergate.address_policy).
+    image_url_allowed_hosts: tuple[str, ...] = ()
+    image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    deployments: tuple[Deployment, ...]
+    router: RouterSettings = RouterSettings()
+    server: ServerSettings = ServerSettings()
+    drop_params: bool = False
+    warnings: tuple[str, ...] = ()
+    source: str = "<memory>"

@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client: framing at every byte boundary, and keep-alive over sockets."""
+"""The upstream HTTP/1.1 client over real sockets; its framing is in ``test_upstream_h1.py``."""
 
 from __future__ import annotations
 
@@ -11,81 +11,7 @@ import trio
 
 from feathergate.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
 from feathergate.upstream.http1 import HTTP1Transport
-from feathergate.upstream.wire import BodyFraming, encode_request, parse_head
 from tests.fakes.tcp_upstream import hang_connect
-
-
-def framing(head: bytes) -> BodyFraming:
-    return BodyFraming(parse_head(head))
-
-
-CHUNKED = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nx-trailer: 1\r\n\r\n"
-
-
-def test_chunked_body_at_every_split() -> None:
-    for cut in range(len(CHUNKED) + 1):
-        body = framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked")
-        data = body.feed(CHUNKED[:cut])
-        assert not body.done or cut == len(CHUNKED)
-        data += body.feed(CHUNKED[cut:])
-        assert body.done, cut
-        assert data == b"Wikipedia in \r\n\r\nchunks.", cut
-
-
-def test_chunked_byte_at_a_time() -> None:
-    body = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked")
-    data = b"".join(body.feed(CHUNKED[i : i + 1]) for i in range(len(CHUNKED)))
-    assert body.done
-    assert data == b"Wikipedia in \r\n\r\nchunks."
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [b"zz\r\nabc\r\n", b"3\r\nabcXX", b"1\r\na\r\n0\r\n\r\nextra"],
-    ids=["size", "crlf", "tail"],
-)
-def test_malformed_chunked_bodies_are_protocol_errors(bad: bytes) -> None:
-    body = framing(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked")
-    with pytest.raises(UpstreamProtocolError):
-        body.feed(bad)
-
-
-def test_content_length_and_close_delimited_bodies() -> None:
-    body = framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5")
-    assert body.feed(b"hel") == b"hel"
-    assert not body.done
-    assert body.feed(b"lo") == b"lo"
-    assert body.done
-    assert body.reusable
-    with pytest.raises(UpstreamProtocolError):
-        body.feed(b"!")
-    short = framing(b"HTTP/1.1 200 OK\r\ncontent-length: 5")
-    short.feed(b"he")
-    with pytest.raises(UpstreamProtocolError, match="mid-body"):
-        short.eof()
-    until_close = framing(b"HTTP/1.0 200 OK")
-    assert until_close.feed(b"anything") == b"anything"
-    until_close.eof()
-    assert until_close.done
-    assert not until_close.reusable
-
-
-def test_heads_parse_and_malformed_ones_fail() -> None:
-    head = parse_head(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nX-A: 1\r\nx-a: 2")
-    assert (head.status, head.headers["retry-after"], head.headers["x-a"]) == (429, "7", "1, 2")
-    assert head.keep_alive
-    assert not parse_head(b"HTTP/1.1 200 OK\r\nConnection: close").keep_alive
-    for bad in (b"garbage", b"HTTP/1.1 abc OK", b"HTTP/1.1 200 OK\r\nno-colon"):
-        with pytest.raises(UpstreamProtocolError):
-            parse_head(bad)
-
-
-def test_request_is_one_buffer_with_host_and_length() -> None:
-    data = encode_request("POST", "/v1/x?a=1", "h:8", [("x-k", "v"), ("Host", "evil")], b"{}")
-    assert data == (
-        b"POST /v1/x?a=1 HTTP/1.1\r\nhost: h:8\r\nx-k: v\r\ncontent-length: 2\r\n\r\n{}"
-    )
-
 
 # -- over real sockets ------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ Why not httpx here: per request it merges URLs, normalises headers twice,
 writes the head and the body separately and walks its pool's bookkeeping,
 which together cost more CPU than the rest of a relay (STACK.md). An LLM
 upstream needs much less: one POST, one response, keep-alive reuse, TLS.
-httpx still serves the cold paths (image downloads).
+httpx still serves the cold paths (image downloads). The framing is in
+:mod:`feathergate.upstream.h1` (pure, as strict as h11); this module only
+moves bytes.
 
 Cancellation is the caller's: every wait here is a plain Trio checkpoint, and
 a response that is closed before its body ended closes its connection, so a
@@ -24,18 +26,11 @@ from urllib.parse import urlsplit
 import trio
 
 from feathergate.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
-from feathergate.upstream.wire import (
-    MAX_HEAD,
-    BodyFraming,
-    ResponseHead,
-    encode_request,
-    parse_head,
-)
+from feathergate.upstream.h1 import BodyFraming, HeadReader, ResponseHead, encode_request
 
 __all__ = ["HTTP1Response", "HTTP1Transport"]
 
 _READ = 65536
-_USER_AGENT = ("user-agent", "feathergate")
 
 
 @contextmanager
@@ -227,7 +222,7 @@ class HTTP1Transport:
     ) -> HTTP1Response:
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        payload = encode_request(method, target, self.authority, [*headers, _USER_AGENT], body)
+        payload = encode_request(method, target, self.authority, headers, body)
         # A reused connection may have been closed by the server as we took it.
         # Only a failed write proves the request never left: then one fresh
         # connection is the honest retry. Anything later (no answer, a reset, a
@@ -252,22 +247,15 @@ class HTTP1Transport:
         return HTTP1Response(self, conn, head, leftover)
 
     async def _read_head(self, conn: _Conn) -> tuple[ResponseHead, bytes]:
-        buffer = b""
+        reader = HeadReader()
         while True:
-            # Parse every complete head already buffered before reading again:
-            # an interim 1xx and the final head may arrive in one read.
-            while (end := buffer.find(b"\r\n\r\n")) >= 0:
-                head = parse_head(buffer[:end])
-                buffer = buffer[end + 4 :]
-                if not 100 <= head.status < 200:
-                    return head, buffer
-            if len(buffer) > MAX_HEAD:
-                raise UpstreamProtocolError("upstream response head is too large")
             with _socket_errors("before its response"):
-                data = bytes(await conn.stream.receive_some(_READ))
+                data = await conn.stream.receive_some(_READ)
             if not data:
                 raise UpstreamProtocolError("upstream closed the connection before answering")
-            buffer += data
+            head = reader.feed(bytes(data))
+            if head is not None:
+                return head
 
     def close(self) -> None:
         self._closed = True

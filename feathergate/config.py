@@ -124,6 +124,7 @@ class ServerSettings:
     body_timeout: float = 600.0
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
+    upstream_max_connections: int = 1000  # per upstream origin, like LiteLLM's clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ _FEATHERGATE_KEYS = {
     "tcp_user_timeout",
     "client_stall_timeout",
     "provider_defaults",
+    "upstream_max_connections",
 }
 _DEADLINE_KEYS = {"timeout", "stream_timeout", "connect_timeout", "first_token_timeout"}
 _STRATEGIES = {
@@ -572,4 +574,9 @@ class _Parser:
             tcp_user_timeout=seconds("tcp_user_timeout", defaults.tcp_user_timeout),
             client_stall_timeout=seconds("client_stall_timeout", defaults.client_stall_timeout)
             or defaults.client_stall_timeout,
+            upstream_max_connections=self._int(
+                ours.get("upstream_max_connections"),
+                "feathergate_settings.upstream_max_connections",
+            )
+            or defaults.upstream_max_connections,
         )

@@ -26,6 +26,7 @@ from feathergate.errors import (
 )
 from feathergate.upstream import Transport, UpstreamPool
 from feathergate.upstream.http1 import HTTP1Response, HTTP1Transport
+from feathergate.upstream.origin import Origin
 from tests.fakes.tcp_upstream import hang_connect
 
 # -- over real sockets ------------------------------------------------------------------
@@ -303,6 +304,14 @@ def test_an_origin_that_is_not_http_with_a_host_is_refused(origin: str) -> None:
     with pytest.raises(ValueError, match=r"http|host|credentials|port") as caught:
         HTTP1Transport(origin, None)
     assert "secret" not in str(caught.value)
+
+
+def test_origins_are_compared_and_written_canonically() -> None:
+    idna = Origin.parse("https://Bücher.example:443/v1")
+    assert (str(idna), idna.authority) == ("https://xn--bcher-kva.example", "xn--bcher-kva.example")
+    ipv6 = Origin.parse("http://[::1]:8080")
+    assert (ipv6.host, ipv6.authority) == ("::1", "[::1]:8080")
+    assert ipv6.request_target("HTTP://[::1]:8080?a=1", str(ipv6)) == "/?a=1"
 
 
 async def test_a_url_on_another_origin_is_refused_not_sent_to_this_one() -> None:

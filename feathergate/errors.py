@@ -17,6 +17,7 @@ Socket and TLS errors of upstream calls are converted in exactly one place,
     ├── PayloadTooLarge                413     invalid_request_error
     ├── RateLimited                    429     rate_limit_error (+ Retry-After)
     ├── MissingCredential              500     server_error (not retryable)
+    ├── InvalidUpstreamRequest         500     server_error (config HTTP cannot carry)
     ├── ProviderUnsupported            501     invalid_request_error
     ├── ShuttingDown                   503     server_error (grace period over)
     ├── RouteError                     404/405 for paths and methods we do not serve
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigError",
     "GatewayError",
     "InvalidRequest",
+    "InvalidUpstreamRequest",
     "MissingCredential",
     "ModelNotFound",
     "PayloadTooLarge",
@@ -168,6 +170,18 @@ class MissingCredential(GatewayError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         # A retry cannot fix a config problem; tell the SDKs not to try.
+        return [(b"x-should-retry", b"false")]
+
+
+class InvalidUpstreamRequest(GatewayError):
+    """The configuration produced a request HTTP cannot carry: a header with CR, LF or
+    NUL, a URL off the deployment's origin, an ``api_base`` that is not http(s)."""
+
+    status = 500
+    type = "server_error"
+    code = "invalid_upstream_request"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"x-should-retry", b"false")]
 
 

@@ -16,6 +16,7 @@ import time
 import trio
 
 from feathergate import metrics
+from feathergate.catalog import CATALOG
 from feathergate.chat import ChatRequest, parse_chat_request
 from feathergate.config import Config, Deployment
 from feathergate.errors import (
@@ -25,6 +26,7 @@ from feathergate.errors import (
     ProviderUnsupported,
     RouteError,
 )
+from feathergate.mock import MockTransport
 from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext
 from feathergate.relay import (
@@ -38,7 +40,7 @@ from feathergate.relay import (
 )
 from feathergate.router import Router
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
-from feathergate.upstream import UpstreamPool
+from feathergate.upstream import Transport, UpstreamPool
 
 __all__ = ["CHAT_PATHS", "Gateway", "Runtime", "check_master_key"]
 
@@ -60,12 +62,20 @@ class Runtime:
         self.draining = False
 
     async def open(self) -> None:
-        self.pool = UpstreamPool(self.config)
+        self.pool = UpstreamPool(self.config, _route)
 
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.aclose()
             self.pool = None
+
+
+def _route(dep: Deployment) -> str | Transport:
+    """Where a deployment's calls go: a local mock, or its API's base URL."""
+    if dep.mock_response is not None:
+        return MockTransport(dep.mock_response)
+    info = CATALOG.get(dep.provider)
+    return dep.api_base or (info.default_api_base if info is not None else None) or ""
 
 
 def check_master_key(config: Config, authorization: bytes | None) -> None:

@@ -121,6 +121,7 @@ class ServerSettings:
     body_timeout: float = 600.0
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
+    upstream_max_connections: int = 1000  # per upstream origin, like LiteLLM's clients
     # Image URLs may reach these despite the address policy (feathergate.address_policy).
     image_url_allowed_hosts: tuple[str, ...] = ()
     image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

@@ -23,9 +23,12 @@ FEATHERGATE_KEYS = {
     "provider_defaults",  # read with the deployments' deadlines
     "image_url_allowed_hosts",
     "image_url_allowed_networks",
+    "upstream_max_connections",
 }
 # 1 TiB: far above any chat request, and the byte count stays an exact int.
 MAX_REQUEST_MB = 1024 * 1024
+# Far above any useful pool; a bound keeps a typo from meaning "unlimited".
+MAX_UPSTREAM_CONNECTIONS = 1_000_000
 # The kernel takes TCP_USER_TIMEOUT in milliseconds, as a C int.
 MAX_TCP_USER_TIMEOUT = (2**31 - 1) // 1000
 
@@ -60,6 +63,12 @@ def read_server(
             _DEFAULTS.tcp_user_timeout if tcp_user_timeout is None else tcp_user_timeout or None
         ),
         client_stall_timeout=nonzero("client_stall_timeout", _DEFAULTS.client_stall_timeout),
+        upstream_max_connections=reader.count(
+            ours.get("upstream_max_connections"),
+            "feathergate_settings.upstream_max_connections",
+            maximum=MAX_UPSTREAM_CONNECTIONS,
+        )
+        or _DEFAULTS.upstream_max_connections,
         image_url_allowed_hosts=tuple(
             _allowed_host(v, p) for v, p in _items(ours, "image_url_allowed_hosts")
         ),

@@ -1,6 +1,6 @@
 """Connections to upstreams: a small HTTP/1.1 client, pooled per origin."""
 
 from feathergate.upstream.base import Transport, UpstreamResponse
-from feathergate.upstream.pool import UpstreamPool
+from feathergate.upstream.pool import Route, UpstreamPool
 
-__all__ = ["Transport", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["Route", "Transport", "UpstreamPool", "UpstreamResponse"]

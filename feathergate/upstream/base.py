@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-__all__ = ["Transport", "UpstreamResponse"]
+from feathergate.errors import InvalidUpstreamRequest
+
+__all__ = ["Refused", "Transport", "UpstreamResponse"]
 
 
 class UpstreamResponse(Protocol):
@@ -41,3 +43,26 @@ class Transport(Protocol):
     ) -> UpstreamResponse: ...
 
     def close(self) -> None: ...
+
+
+class Refused:
+    """The transport of a deployment that cannot be called as configured: every call
+    is :class:`InvalidUpstreamRequest`, and the other deployments keep serving."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        connect_timeout: float | None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> UpstreamResponse:
+        raise InvalidUpstreamRequest(self.reason)
+
+    def close(self) -> None:
+        pass

@@ -4,7 +4,17 @@ Why not httpx here: per request it merges URLs, normalises headers twice,
 writes the head and the body separately and walks its pool's bookkeeping,
 which together cost more CPU than the rest of a relay (STACK.md). An LLM
 upstream needs much less: one POST, one response, keep-alive reuse, TLS.
-httpx still serves the cold paths (image downloads).
+httpx still serves the cold paths (image downloads). The framing is in
+:mod:`feathergate.upstream.h1` (pure, as strict as h11); this module only
+moves bytes.
+
+Connections per origin are limited (``max_connections``: open, opening and
+idle ones together). A request that finds none free waits in line, first come
+first served, and the wait counts towards its ``connect`` deadline: a full pool
+times out like an upstream that does not accept. A connection given back goes
+straight to the longest waiter. Idle connections expire after ``idle_expiry``
+seconds; the pool looks when it hands one out and when it takes one back, so
+an origin nobody calls keeps its idle sockets until the next call or shutdown.
 
 Cancellation is the caller's: every wait here is a plain Trio checkpoint, and
 a response that is closed before its body ended closes its connection, so a
@@ -15,27 +25,25 @@ is also the one place where socket and TLS errors become
 
 from __future__ import annotations
 
+import math
 import select
 import ssl
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import trio
 
 from feathergate.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
-from feathergate.upstream.wire import (
-    MAX_HEAD,
-    BodyFraming,
-    ResponseHead,
-    encode_request,
-    parse_head,
-)
+from feathergate.upstream.h1 import BodyFraming, HeadReader, ResponseHead, encode_request
+from feathergate.upstream.origin import Origin
 
-__all__ = ["HTTP1Response", "HTTP1Transport"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "HTTP1Response", "HTTP1Transport"]
 
 _READ = 65536
-_USER_AGENT = ("user-agent", "feathergate")
+# LiteLLM's own upstream clients allow 1000 (httpx's default of 100 would cap an
+# origin at 100 concurrent streams, each of which may last minutes).
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 @contextmanager
@@ -73,14 +81,20 @@ class _Conn:
         self.raw_socket().close()
 
 
+class _Waiter:
+    """A request waiting for a connection; ``granted`` once handed one (``conn``) or a slot."""
+
+    __slots__ = ("conn", "event", "granted")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.granted = False
+        self.conn: _Conn | None = None
+
+
 async def _write(conn: _Conn, payload: bytes) -> None:
-    """Send the whole request; on any failure the connection is closed."""
-    try:
-        with _socket_errors("while sending"):
-            await conn.stream.send_all(payload)
-    except BaseException:
-        conn.close()
-        raise
+    with _socket_errors("while sending"):
+        await conn.stream.send_all(payload)
 
 
 class HTTP1Response:
@@ -109,7 +123,7 @@ class HTTP1Response:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            self._transport.discard(conn)
 
     async def _next_chunk(self) -> bytes | None:
         while True:
@@ -151,27 +165,35 @@ class HTTP1Response:
 
 
 class HTTP1Transport:
-    """A keep-alive pool of HTTP/1.1 connections to one origin."""
+    """A keep-alive pool of at most ``max_connections`` HTTP/1.1 connections to one origin.
+
+    ``origin`` must be an ``http://`` or ``https://`` URL with a host
+    (``ValueError`` otherwise); its path is ignored.
+    """
 
     def __init__(
         self,
         origin: str,
         ssl_context: ssl.SSLContext | None,
         *,
-        max_idle: int = 256,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         idle_expiry: float = 60.0,
     ) -> None:
-        parts = urlsplit(origin)
-        self.scheme = parts.scheme or "http"
-        self.host = parts.hostname or "localhost"
-        default_port = 443 if self.scheme == "https" else 80
-        self.port = parts.port or default_port
-        self.authority = self.host if self.port == default_port else f"{self.host}:{self.port}"
-        self._ssl = ssl_context if self.scheme == "https" else None
-        self._idle: list[_Conn] = []
-        self._max_idle = max_idle
+        self.origin = Origin.parse(origin)
+        self._prefix = str(self.origin)
+        self.authority = self.origin.authority
+        if self.origin.scheme == "https":
+            self._ssl: ssl.SSLContext | None = ssl_context or ssl.create_default_context()
+        else:
+            self._ssl = None
+        self.max_connections = max(1, max_connections)
         self._idle_expiry = idle_expiry
+        self._open = 0  # slots taken: connections open or being opened, idle ones included
+        self._idle: deque[_Conn] = deque()  # oldest on the left
+        self._waiters: deque[_Waiter] = deque()
         self._closed = False
+
+    # -- the pool ---------------------------------------------------------------------
 
     def _checkout(self) -> _Conn | None:
         now = trio.current_time()
@@ -179,41 +201,104 @@ class HTTP1Transport:
             conn = self._idle.pop()
             if now - conn.idle_since < self._idle_expiry and conn.looks_alive():
                 return conn
-            conn.close()
+            self.discard(conn)
         return None
 
-    def release(self, conn: _Conn, *, reusable: bool) -> None:
-        if reusable and not self._closed and len(self._idle) < self._max_idle:
-            conn.idle_since = trio.current_time()
-            self._idle.append(conn)
-        else:
-            conn.close()
+    async def _acquire(self, deadline: float, seconds: float | None) -> _Conn | None:
+        """An idle connection, or ``None``: a slot is reserved for a new one."""
+        conn = self._checkout()
+        if conn is not None:
+            return conn
+        if self._open < self.max_connections:
+            self._open += 1
+            return None
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        try:
+            with trio.move_on_at(deadline):
+                await waiter.event.wait()
+        except BaseException:  # cancelled from outside: whatever it was given goes on
+            self._abandon(waiter)
+            raise
+        if not waiter.granted:
+            self._waiters.remove(waiter)
+            raise UpstreamTimeout("connect", seconds or 0)
+        return waiter.conn
 
-    async def _connect(self, connect_timeout: float | None) -> _Conn:
-        with trio.move_on_after(connect_timeout if connect_timeout else float("inf")) as scope:
-            try:
-                # TCP_NODELAY is on: trio sets it on every SocketStream.
-                stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
-            except OSError as exc:
-                raise UpstreamUnreachable(
-                    f"cannot connect to the upstream {self.authority}: {exc.strerror or exc}"
-                ) from None
-            if self._ssl is not None:
-                tls = trio.SSLStream(stream, self._ssl, server_hostname=self.host)
-                try:
-                    await tls.do_handshake()
-                except (trio.BrokenResourceError, ssl.SSLError) as exc:
-                    _Conn(tls).close()
-                    raise UpstreamUnreachable(
-                        f"TLS handshake with {self.authority} failed: {exc.__cause__ or exc}"
-                    ) from None
-                except BaseException:  # cancelled mid-handshake: the socket goes too
-                    _Conn(tls).close()
-                    raise
-                stream = tls
+    def _abandon(self, waiter: _Waiter) -> None:
+        if not waiter.granted:
+            self._waiters.remove(waiter)
+        elif waiter.conn is not None:
+            self.release(waiter.conn, reusable=True)
+        else:
+            self._free_slot()
+
+    def _grant(self, conn: _Conn | None) -> bool:
+        """Hand a connection, or a free slot (``None``), to the longest waiter."""
+        if not self._waiters:
+            return False
+        waiter = self._waiters.popleft()
+        waiter.granted, waiter.conn = True, conn
+        waiter.event.set()
+        return True
+
+    def _free_slot(self) -> None:
+        if not self._grant(None):
+            self._open -= 1
+
+    def release(self, conn: _Conn, *, reusable: bool) -> None:
+        if not reusable or self._closed:
+            self.discard(conn)
+            return
+        conn.idle_since = now = trio.current_time()
+        if self._grant(conn):
+            return
+        self._idle.append(conn)
+        while self._idle and now - self._idle[0].idle_since >= self._idle_expiry:
+            self.discard(self._idle.popleft())
+
+    def discard(self, conn: _Conn) -> None:
+        """Close a connection that is not idle, and give its slot on."""
+        conn.close()
+        self._free_slot()
+
+    # -- connecting and sending -------------------------------------------------------
+
+    async def _connect(self, deadline: float, seconds: float | None) -> _Conn:
+        """A new connection in a slot already reserved; the slot is freed if it fails."""
+        try:
+            with trio.move_on_at(deadline):
+                return await self._open_connection()
+            raise UpstreamTimeout("connect", seconds or 0)
+        except BaseException:
+            self._free_slot()
+            raise
+
+    async def _open_connection(self) -> _Conn:
+        origin = self.origin
+        try:
+            # TCP_NODELAY is on: trio sets it on every SocketStream.
+            stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
+        except OSError as exc:
+            raise UpstreamUnreachable(
+                f"cannot connect to the upstream {self.authority}: {exc.strerror or exc}"
+            ) from None
+        if self._ssl is None:
             return _Conn(stream)
-        assert scope.cancelled_caught
-        raise UpstreamTimeout("connect", connect_timeout or 0)
+        # https_compatible: a server that closes without close_notify has still
+        # ended a close-delimited body (trio's SSLStream docs; httpcore does the same).
+        tls = trio.SSLStream(stream, self._ssl, server_hostname=origin.host, https_compatible=True)
+        try:
+            await tls.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            _Conn(tls).close()
+            raise UpstreamUnreachable(
+                f"TLS handshake with {self.authority} failed: {exc.__cause__ or exc}"
+            ) from None
+        except BaseException:  # cancelled mid-handshake: the socket goes too
+            _Conn(tls).close()
+            raise
+        return _Conn(tls)
 
     async def send(
         self,
@@ -225,52 +310,54 @@ class HTTP1Transport:
         connect_timeout: float | None,
         on_sent: Callable[[], None] | None = None,
     ) -> HTTP1Response:
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        payload = encode_request(method, target, self.authority, [*headers, _USER_AGENT], body)
+        target = self.origin.request_target(url, self._prefix)
+        payload = encode_request(method, target, self.authority, headers, body)
+        deadline = trio.current_time() + connect_timeout if connect_timeout else math.inf
+        conn = await self._acquire(deadline, connect_timeout)
         # A reused connection may have been closed by the server as we took it.
         # Only a failed write proves the request never left: then one fresh
-        # connection is the honest retry. Anything later (no answer, a reset, a
-        # garbled head) may follow a request the upstream did process, so it is
-        # raised, and the router decides, counting it as a retry.
-        conn = self._checkout()
+        # connection, in the same slot, is the honest retry. Anything later (no
+        # answer, a reset, a garbled head) may follow a request the upstream did
+        # process, so it is raised, and the router decides, counting it as a retry.
         if conn is not None:
             try:
                 await _write(conn, payload)
             except UpstreamProtocolError:
+                conn.close()
                 conn = None
+            except BaseException:
+                self.discard(conn)
+                raise
         if conn is None:
-            conn = await self._connect(connect_timeout)
-            await _write(conn, payload)
+            conn = await self._connect(deadline, connect_timeout)
+            try:
+                await _write(conn, payload)
+            except BaseException:
+                self.discard(conn)
+                raise
         try:
             if on_sent is not None:
                 on_sent()
-            head, leftover = await self._read_head(conn)
+            head, leftover = await _read_head(conn)
         except BaseException:
-            conn.close()
+            self.discard(conn)
             raise
         return HTTP1Response(self, conn, head, leftover)
 
-    async def _read_head(self, conn: _Conn) -> tuple[ResponseHead, bytes]:
-        buffer = b""
-        while True:
-            # Parse every complete head already buffered before reading again:
-            # an interim 1xx and the final head may arrive in one read.
-            while (end := buffer.find(b"\r\n\r\n")) >= 0:
-                head = parse_head(buffer[:end])
-                buffer = buffer[end + 4 :]
-                if not 100 <= head.status < 200:
-                    return head, buffer
-            if len(buffer) > MAX_HEAD:
-                raise UpstreamProtocolError("upstream response head is too large")
-            with _socket_errors("before its response"):
-                data = bytes(await conn.stream.receive_some(_READ))
-            if not data:
-                raise UpstreamProtocolError("upstream closed the connection before answering")
-            buffer += data
-
     def close(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
+        idle, self._idle = self._idle, deque()
         for conn in idle:
-            conn.close()
+            self.discard(conn)
+
+
+async def _read_head(conn: _Conn) -> tuple[ResponseHead, bytes]:
+    reader = HeadReader()
+    while True:
+        with _socket_errors("before its response"):
+            data = await conn.stream.receive_some(_READ)
+        if not data:
+            raise UpstreamProtocolError("upstream closed the connection before answering")
+        head = reader.feed(bytes(data))
+        if head is not None:
+            return head

@@ -123,6 +123,7 @@ class ServerSettings:
     shutdown_grace_period: float = 30.0
     keep_alive_timeout: float = 75.0
     body_timeout: float = 600.0
+    backlog: int = 2048  # the listen queue; the kernel caps it at net.core.somaxconn
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
     # Image URLs may reach these despite the address policy (feathergate.address_policy).
@@ -198,6 +199,7 @@ _FEATHERGATE_KEYS = {
     "shutdown_grace_period",
     "keep_alive_timeout",
     "body_timeout",
+    "backlog",
     "tcp_user_timeout",
     "client_stall_timeout",
     "provider_defaults",
@@ -575,6 +577,7 @@ class _Parser:
             keep_alive_timeout=seconds("keep_alive_timeout", defaults.keep_alive_timeout)
             or defaults.keep_alive_timeout,
             body_timeout=seconds("body_timeout", defaults.body_timeout) or defaults.body_timeout,
+            backlog=self._backlog(ours.get("backlog"), defaults.backlog),
             tcp_user_timeout=seconds("tcp_user_timeout", defaults.tcp_user_timeout),
             client_stall_timeout=seconds("client_stall_timeout", defaults.client_stall_timeout)
             or defaults.client_stall_timeout,
@@ -585,6 +588,14 @@ class _Parser:
                 self._network(v, p) for v, p in self._list(ours, "image_url_allowed_networks")
             ),
         )
+
+    def _backlog(self, value: Any, default: int) -> int:
+        backlog = self._int(value, "feathergate_settings.backlog")
+        if backlog is None:
+            return default
+        if backlog < 1:
+            raise ConfigError("feathergate_settings.backlog", f"must be at least 1, got {backlog}")
+        return backlog
 
     def _list(self, ours: Mapping[str, Any], key: str) -> list[tuple[Any, str]]:
         """``feathergate_settings.<key>``'s items, each with its key path."""

@@ -119,6 +119,14 @@ def test_unknown_keys_load_with_one_warning_each() -> None:
             {"router_settings": {"fallbacks": {"a": "b"}}},
             "router_settings.fallbacks: expected a list",
         ),
+        (
+            {"feathergate_settings": {"backlog": 0}},
+            "feathergate_settings.backlog: must be at least 1",
+        ),
+        (
+            {"feathergate_settings": {"backlog": 10.5}},
+            "feathergate_settings.backlog: expected a whole number",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key_path(raw: dict[str, Any], message: str) -> None:
@@ -194,3 +202,13 @@ def test_shipped_config_loads_without_keys() -> None:
     assert names[0] == "demo"
     assert config.deployments[0].mock_response
     assert {d.provider for d in config.deployments} >= {"openai", "anthropic", "gemini"}
+
+
+def test_backlog_and_its_default() -> None:
+    defaults = parse_config({"model_list": [entry()]}, {"OPENAI_API_KEY": "k"}).server
+    assert defaults.backlog == 2048
+    ours = {"backlog": 4096}
+    server = parse_config(
+        {"model_list": [entry()], "feathergate_settings": ours}, {"OPENAI_API_KEY": "k"}
+    ).server
+    assert server.backlog == 4096

@@ -122,7 +122,9 @@ class ServerSettings:
     max_request_bytes: int = 32 * 1024 * 1024
     shutdown_grace_period: float = 30.0
     keep_alive_timeout: float = 75.0
+    header_timeout: float | None = 30.0  # a request head, from its first byte (None: off)
     body_timeout: float = 600.0
+    body_idle_timeout: float | None = 60.0  # the longest pause inside a request body
     backlog: int = 2048  # the listen queue; the kernel caps it at net.core.somaxconn
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
@@ -198,7 +200,9 @@ _GENERAL_KEYS = {"master_key", "max_request_size_mb"}
 _FEATHERGATE_KEYS = {
     "shutdown_grace_period",
     "keep_alive_timeout",
+    "header_timeout",
     "body_timeout",
+    "body_idle_timeout",
     "backlog",
     "tcp_user_timeout",
     "client_stall_timeout",
@@ -576,7 +580,9 @@ class _Parser:
             or 0.0,
             keep_alive_timeout=seconds("keep_alive_timeout", defaults.keep_alive_timeout)
             or defaults.keep_alive_timeout,
+            header_timeout=seconds("header_timeout", defaults.header_timeout),
             body_timeout=seconds("body_timeout", defaults.body_timeout) or defaults.body_timeout,
+            body_idle_timeout=seconds("body_idle_timeout", defaults.body_idle_timeout),
             backlog=self._backlog(ours.get("backlog"), defaults.backlog),
             tcp_user_timeout=seconds("tcp_user_timeout", defaults.tcp_user_timeout),
             client_stall_timeout=seconds("client_stall_timeout", defaults.client_stall_timeout)

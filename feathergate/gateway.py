@@ -119,7 +119,9 @@ class Gateway:
             try:
                 check_master_key(runtime.config, _header(scope, b"authorization"))
                 server = runtime.config.server
-                raw = await read_body(receive, server.max_request_bytes, server.body_timeout)
+                raw = await read_body(
+                    receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
+                )
                 request = parse_chat_request(raw)
                 # About four bytes a token: only rpm/tpm accounting uses the estimate.
                 plan = runtime.router.plan(

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
@@ -36,6 +35,7 @@ from hypercorn.utils import wrap_app
 from feathergate import connection
 from feathergate.app import create_app
 from feathergate.config import Config
+from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
 
 __all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "run", "serve"]
@@ -102,11 +102,12 @@ def make_sockets(bind: Bind, config: Config) -> Sockets:
     return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
 
 
-def hypercorn_config(config: Config) -> HypercornConfig:
-    hconfig = HypercornConfig()
+def hypercorn_config(config: Config) -> ServerConfig:
+    hconfig = ServerConfig()
     hconfig.accesslog = None
     hconfig.errorlog = logging.getLogger("hypercorn.error")
     hconfig.keep_alive_timeout = config.server.keep_alive_timeout
+    hconfig.header_timeout = config.server.header_timeout
     hconfig.max_requests = None
     hconfig.h11_max_incomplete_size = 64 * 1024
     hconfig.include_server_header = False

@@ -127,6 +127,10 @@ def test_unknown_keys_load_with_one_warning_each() -> None:
             {"feathergate_settings": {"backlog": 10.5}},
             "feathergate_settings.backlog: expected a whole number",
         ),
+        (
+            {"feathergate_settings": {"header_timeout": "soon"}},
+            "feathergate_settings.header_timeout: expected a number",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key_path(raw: dict[str, Any], message: str) -> None:
@@ -204,11 +208,15 @@ def test_shipped_config_loads_without_keys() -> None:
     assert {d.provider for d in config.deployments} >= {"openai", "anthropic", "gemini"}
 
 
-def test_backlog_and_its_default() -> None:
+def test_connection_settings_and_their_defaults() -> None:
     defaults = parse_config({"model_list": [entry()]}, {"OPENAI_API_KEY": "k"}).server
-    assert defaults.backlog == 2048
-    ours = {"backlog": 4096}
+    assert (defaults.header_timeout, defaults.body_idle_timeout, defaults.backlog) == (
+        30.0,
+        60.0,
+        2048,
+    )
+    ours = {"header_timeout": 5, "body_idle_timeout": 0, "backlog": 4096}
     server = parse_config(
         {"model_list": [entry()], "feathergate_settings": ours}, {"OPENAI_API_KEY": "k"}
     ).server
-    assert server.backlog == 4096
+    assert (server.header_timeout, server.body_idle_timeout, server.backlog) == (5, None, 4096)

@@ -158,6 +158,7 @@ class Gateway:
             include_usage=request.include_usage,
             completion_id=f"chatcmpl-{_ID_PREFIX}{next(_ids):x}",
             created=int(time.time()),
+            json_mode=request.json_mode,
         )
         adapter = "mock" if dep.mock_response is not None else dep.adapter
         return Attempt(get_provider(adapter), ctx, pool.transport(dep), pool.assets)

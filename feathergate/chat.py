@@ -17,6 +17,7 @@ class ChatRequest:
     model: str
     stream: bool
     include_usage: bool
+    json_mode: bool = False  # response_format asks for a JSON object
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
@@ -51,4 +52,9 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         if not isinstance(options, dict):
             raise InvalidRequest("'stream_options' must be an object", param="stream_options")
     include_usage = bool(stream and options and options.get("include_usage"))
-    return ChatRequest(body, model, stream, include_usage)
+    response_format = body.get("response_format")
+    json_mode = isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    )
+    return ChatRequest(body, model, stream, include_usage, json_mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -60,17 +61,28 @@ def main() -> None:
 @click.option("--bind", default=DEFAULT_BIND, show_default=True, metavar="HOST:PORT")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
+    "--backlog",
+    type=click.IntRange(1),
+    metavar="N",
+    help="Connections the kernel queues for accept (default: feathergate_settings.backlog, "
+    "else 2048; capped by net.core.somaxconn).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
-def serve(config_path: str | None, bind: str, workers: int, log_level: str) -> None:
+def serve(
+    config_path: str | None, bind: str, workers: int, backlog: int | None, log_level: str
+) -> None:
     """Serve the gateway."""
     from feathergate.server import parse_bind, run, setup_logging
 
     setup_logging(log_level)
     config = _load(_config_path(config_path))
+    if backlog is not None:
+        config = replace(config, server=replace(config.server, backlog=backlog))
     try:
         address = parse_bind(bind)
     except ValueError as exc:

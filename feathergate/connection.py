@@ -20,12 +20,25 @@ keep-alive connection with an idle timer that is a task of its own:
   request on it got no answer (every Quart route a client POSTs to and that
   answers without reading the body: 404, 405, 401).
 
+It also has no deadline for a request head: bytes that never complete one
+only meet the keep-alive timer, which a slowloris client outlasts by never
+finishing its head (issue #15: half-sent heads were open for 75 s).
+
 :class:`Connection` keeps one timer task per connection whose deadline each
 request moves, ends it as soon as the client has gone, and closes the socket
-under a shield. ``worker_serve`` builds its connections from a module global,
-which :func:`install` points at this class, after checking that Hypercorn
-still has the shape this class was written against (hence the pin
-``hypercorn<0.19`` in pyproject.toml).
+under a shield. The same timer bounds the request head: a new connection must
+complete its first head within ``header_timeout`` of the accept, and a
+keep-alive connection its next head within ``header_timeout`` of that head's
+first byte (the rule of Go's ``ReadHeaderTimeout`` and nginx's
+``client_header_timeout``); a connection that misses it is closed, no 408, as
+there is no request to answer yet. Only moving a deadline per read: no task,
+no cancel scope (Hypercorn's ``read_timeout``, which would cost a scope per
+read, is not honoured; the gateway does not set it).
+
+``worker_serve`` builds its connections from a module global, which
+:func:`install` points at this class, after checking that Hypercorn still has
+the shape this class was written against (hence the pin ``hypercorn<0.19`` in
+pyproject.toml).
 """
 
 from __future__ import annotations
@@ -35,38 +48,74 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import h11
 import trio
-from hypercorn.events import Event, Updated
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import TCPServer
 
-__all__ = ["Connection", "install"]
+__all__ = ["Connection", "ServerConfig", "install"]
+
+MAX_RECV = 2**16  # Hypercorn's read size
 
 
-class _IdleTimer:
-    """Closes the connection after ``keep_alive_timeout`` idle, or at shutdown when idle."""
+class ServerConfig(HypercornConfig):
+    """Hypercorn's config, plus what :class:`Connection` adds."""
+
+    header_timeout: float | None = None  # seconds for a request head; None: keep-alive only
+
+
+class _Timer:
+    """Closes the connection when idle too long, when a head is too slow, or at shutdown."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        config = connection.config
+        self._keep_alive = config.keep_alive_timeout
+        header = config.header_timeout if isinstance(config, ServerConfig) else None
+        self._header = header or math.inf  # off: heads are bounded by keep-alive alone
         self._scope: trio.CancelScope | None = None
-        self._idle = False
+        self._idle = False  # no request in progress (a head may be arriving)
+        self._head_by = math.inf  # when the head under way must be complete
+        self._head_started = False
         self._became_idle = trio.Event()
         self._client_gone = False
 
     async def restart(self, task_group: Any, action: Callable[..., Any]) -> None:
         # Hypercorn calls this when the connection turns idle; ``action`` is its
         # own one-shot timer, replaced here by the long-lived ``_run``.
+        now = trio.current_time()
         self._idle = True
         self._became_idle.set()
-        deadline = trio.current_time() + self._connection.config.keep_alive_timeout
-        if self._scope is None:
-            self._scope = trio.CancelScope(deadline=deadline)
+        self._head_started = False
+        if self._scope is None:  # a new connection: its first head is due from the accept
+            self._head_by = now + self._header
+            self._scope = trio.CancelScope(deadline=min(now + self._keep_alive, self._head_by))
             task_group.spawn(self._run)
+        elif self._header < math.inf and self._connection.next_head_buffered():
+            # It came while the last response was being sent (h11 holds it
+            # until now): its clock starts here.
+            self._head_started = True
+            self._head_by = now + self._header
+            self._scope.deadline = self._head_by
         else:
-            self._scope.deadline = deadline
+            self._head_by = math.inf
+            self._scope.deadline = now + self._keep_alive
+
+    def received(self) -> None:
+        """Bytes arrived: on an idle connection, the first of them start a head."""
+        if not self._idle or self._head_started or self._header == math.inf:
+            return
+        self._head_started = True
+        if self._head_by == math.inf:
+            self._head_by = trio.current_time() + self._header
+        if self._scope is not None:
+            self._scope.deadline = self._head_by
 
     async def stop(self) -> None:
-        """A request is in progress: no timer until it ends."""
+        """A request head is complete: no timer until its response ends."""
         self._idle = False
         self._became_idle = trio.Event()
         if self._scope is not None:
@@ -98,11 +147,30 @@ class _IdleTimer:
 class Connection(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._timer = _IdleTimer(self)
+        self._timer = _Timer(self)
         self.idle_task = self._timer  # type: ignore[assignment]  # same two methods
 
+    def next_head_buffered(self) -> bool:
+        """Whether bytes of the next request are waiting in h11's buffer."""
+        protocol = self.protocol.protocol
+        if isinstance(protocol, H11Protocol) and isinstance(protocol.connection, h11.Connection):
+            return bool(protocol.connection.trailing_data[0])
+        return False
+
     async def _read_data(self) -> None:
-        await super()._read_data()
+        # Hypercorn's loop, less ``read_timeout`` (see the module docstring),
+        # plus telling the timer that bytes came.
+        while True:
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            if not data:
+                await self.protocol.handle(RawData(b""))
+                break
+            self._timer.received()
+            await self.protocol.handle(RawData(bytes(data)))
+        await self.protocol.handle(Closed())
         self._timer.client_gone()
 
     async def _close(self) -> None:

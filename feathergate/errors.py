@@ -139,6 +139,11 @@ class RequestTimeout(GatewayError):
     type = "timeout"
     code = "request_timeout"
 
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        # The rest of the body was never read: the connection cannot carry
+        # another request, and Hypercorn closes it after this answer.
+        return [(b"connection", b"close")]
+
 
 class PayloadTooLarge(GatewayError):
     status = 413

@@ -129,7 +129,9 @@ class Gateway:
             try:
                 check_master_key(runtime.config, _header(scope, b"authorization"))
                 server = runtime.config.server
-                raw = await read_body(receive, server.max_request_bytes, server.body_timeout)
+                raw = await read_body(
+                    receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
+                )
                 request = parse_chat_request(raw)
                 # About four bytes a token: only rpm/tpm accounting uses the estimate.
                 plan = runtime.router.plan(
@@ -166,6 +168,7 @@ class Gateway:
             include_usage=request.include_usage,
             completion_id=f"chatcmpl-{_ID_PREFIX}{next(_ids):x}",
             created=int(time.time()),
+            json_mode=request.json_mode,
         )
         adapter = "mock" if dep.mock_response is not None else dep.adapter
         return Attempt(get_provider(adapter), ctx, pool.transport(dep), pool.assets)

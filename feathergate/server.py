@@ -1,9 +1,10 @@
 """Serving: Hypercorn's Trio worker inside our own ``trio.run``, one process per worker.
 
 Serving in-process (instead of through Hypercorn's CLI) keeps one worker to
-one process (STACK.md: three processes and ~90 MB otherwise), lets us set
-``TCP_USER_TIMEOUT`` on the listening socket so that a client that stops
-reading is dropped by the kernel, and gives shutdown its two stages:
+one process (STACK.md: three processes and ~90 MB otherwise), lets us make
+the listening socket (``TCP_USER_TIMEOUT``, so that a client that stops
+reading is dropped by the kernel; a ``backlog`` that holds a burst of
+connections), and gives shutdown its two stages:
 
 1. the first SIGTERM or SIGINT stops accepting and lets in-flight requests
    and streams finish for ``shutdown_grace_period`` seconds;
@@ -23,10 +24,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
@@ -34,9 +35,10 @@ from hypercorn.utils import wrap_app
 from feathergate import connection
 from feathergate.app import create_app
 from feathergate.config import Config
+from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
 
-__all__ = ["Bind", "make_sockets", "parse_bind", "run", "serve"]
+__all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "run", "serve"]
 
 log = logging.getLogger("feathergate")
 
@@ -61,6 +63,26 @@ def parse_bind(value: str) -> Bind:
     return Bind(host.strip("[]") or "0.0.0.0", int(port))
 
 
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def listen_backlog(requested: int, somaxconn: Path = SOMAXCONN) -> int:
+    """``requested``, or the kernel's cap when that is lower (logged: the kernel would not say)."""
+    try:
+        cap = int(somaxconn.read_text())
+    except (OSError, ValueError):
+        return requested  # not Linux, or no /proc: the kernel caps it silently, if at all
+    if requested > cap:
+        log.warning(
+            "listen backlog %d is capped at %d by the kernel (net.core.somaxconn); "
+            "raise that sysctl to queue more connections",
+            requested,
+            cap,
+        )
+        return cap
+    return requested
+
+
 def make_sockets(bind: Bind, config: Config) -> Sockets:
     family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -72,17 +94,20 @@ def make_sockets(bind: Bind, config: Config) -> Sockets:
         # stopped reading (Hypercorn's writes are shielded and never time out).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
     sock.bind((bind.host, bind.port))
-    sock.listen(2048)
+    # A burst of clients waits here for the worker to accept; SYNs beyond it are
+    # dropped and retried after a second by the client's kernel.
+    sock.listen(listen_backlog(config.server.backlog))
     sock.setblocking(False)
     sock.set_inheritable(True)
     return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
 
 
-def hypercorn_config(config: Config) -> HypercornConfig:
-    hconfig = HypercornConfig()
+def hypercorn_config(config: Config) -> ServerConfig:
+    hconfig = ServerConfig()
     hconfig.accesslog = None
     hconfig.errorlog = logging.getLogger("hypercorn.error")
     hconfig.keep_alive_timeout = config.server.keep_alive_timeout
+    hconfig.header_timeout = config.server.header_timeout
     hconfig.max_requests = None
     hconfig.h11_max_incomplete_size = 64 * 1024
     hconfig.include_server_header = False

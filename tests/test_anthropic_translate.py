@@ -72,7 +72,9 @@ def deployment(**fields: Any) -> Deployment:
     return Deployment(**{**base, **fields})
 
 
-def context(*, stream: bool = False, include_usage: bool = False, **fields: Any) -> CallContext:
+def context(
+    *, stream: bool = False, include_usage: bool = False, json_mode: bool = False, **fields: Any
+) -> CallContext:
     return CallContext(
         alias="my-claude",
         deployment=deployment(**fields),
@@ -80,6 +82,7 @@ def context(*, stream: bool = False, include_usage: bool = False, **fields: Any)
         include_usage=include_usage,
         completion_id="chatcmpl-test",
         created=1735689600,
+        json_mode=json_mode,
     )
 
 
@@ -613,9 +616,12 @@ def test_error_mapping_survives_any_body() -> None:
 # -- streams (§1.3, §4.5) ----------------------------------------------------------------
 
 
-def replay(data: bytes, cuts: list[int], *, include_usage: bool = False) -> list[Chunk]:
+def replay(
+    data: bytes, cuts: list[int], *, include_usage: bool = False, json_mode: bool = False
+) -> list[Chunk]:
     decoder = SSEDecoder()
-    translator = PROVIDER.stream_translator(context(stream=True, include_usage=include_usage))
+    ctx = context(stream=True, include_usage=include_usage, json_mode=json_mode)
+    translator = PROVIDER.stream_translator(ctx)
     chunks: list[Chunk] = []
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
         for event in decoder.feed(data[start:end]):
@@ -801,9 +807,74 @@ replies = st.builds(
 def test_streamed_reassembly_equals_the_non_streamed_parse(reply: Reply, data: Any) -> None:
     raw = encode_events(stream_events(reply))
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(raw) - 1), max_size=20))))
-    chunks = replay(raw, cuts, include_usage=True)
+    # The JSON tool is declared only for response_format, which is JSON mode.
+    called = any(isinstance(b, ToolUse) and b.name == JSON_TOOL_NAME for b in reply.blocks)
+    json_mode = called or data.draw(st.booleans())
+    chunks = replay(raw, cuts, include_usage=True, json_mode=json_mode)
     assert_contract(chunks, include_usage=True)
-    assert reassemble(chunks) == summarise(translate_message(message_json(reply), context()))
+    parsed = translate_message(message_json(reply), context(json_mode=json_mode))
+    assert reassemble(chunks) == summarise(parsed)
+
+
+# -- JSON mode: the content is the response_format tool's JSON alone (issue #15, part 5) --
+
+LOOKUP = [
+    Thinking("The user wants Paris as JSON; I will call the tool."),
+    Text("I'll look that up."),
+    ToolUse(JSON_TOOL_NAME, {"city": "Paris", "population": 2102650}),
+]
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        LOOKUP,
+        [*LOOKUP, Text(" Done.")],  # text after the call, too
+        [*LOOKUP, ToolUse(JSON_TOOL_NAME, {"city": "Lyon"})],  # a second call: the first wins
+    ],
+)
+def test_json_mode_content_is_the_tools_json_alone(blocks: list[Any]) -> None:
+    reply = Reply(blocks)
+    completion = translate_message(message_json(reply), context(json_mode=True))
+    message = completion["choices"][0]["message"]
+    assert json.loads(message["content"]) == {"city": "Paris", "population": 2102650}
+    assert message["reasoning_content"].startswith("The user wants Paris")
+    assert completion["choices"][0]["finish_reason"] == "stop"
+    raw = encode_events(stream_events(reply))
+    expected = replay(raw, [], include_usage=True, json_mode=True)
+    assert_contract(expected, include_usage=True)
+    assert reassemble(expected) == summarise(completion)
+    for cut in range(1, len(raw), 7):
+        assert replay(raw, [cut], include_usage=True, json_mode=True) == expected
+
+
+def test_json_mode_streams_reasoning_at_once_and_holds_text_until_the_turn_ends() -> None:
+    """A turn that never calls the tool: its text is the answer, sent just before the finish."""
+    reply = Reply([Thinking("No tool needed."), Text("Paris, about two million people.")])
+    chunks = replay(encode_events(stream_events(reply)), [], json_mode=True)
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert "reasoning_content" in deltas[1]
+    assert deltas[-2:] == [{"content": "Paris, about two million people."}, {}]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    completion = translate_message(message_json(reply), context(json_mode=True))
+    assert completion["choices"][0]["message"]["content"] == "Paris, about two million people."
+    # Outside JSON mode the same text streams as it comes.
+    plain = replay(encode_events(stream_events(reply)), [])
+    assert sum("content" in c["choices"][0]["delta"] for c in plain) > 2
+
+
+def test_json_mode_keeps_real_tool_calls_and_their_text() -> None:
+    """With the client's own tools the model may call one of them instead: text and call kept."""
+    reply = Reply([Thinking("Weather first."), Text("Checking."), ToolUse("get_weather", {})])
+    completion = translate_message(message_json(reply), context(json_mode=True))
+    message = completion["choices"][0]["message"]
+    assert message["content"] == "Checking."
+    assert message["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert completion["choices"][0]["finish_reason"] == "tool_calls"
+    chunks = replay(encode_events(stream_events(reply)), [], include_usage=True, json_mode=True)
+    assert_contract(chunks, include_usage=True)
+    assert reassemble(chunks) == summarise(completion)
 
 
 # -- the fake: its rules, then over real HTTP -------------------------------------------

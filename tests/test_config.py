@@ -165,6 +165,18 @@ def test_unknown_keys_load_with_one_warning_each() -> None:
             {"router_settings": {"fallbacks": {"a": "b"}}},
             "router_settings.fallbacks: expected a list",
         ),
+        (
+            {"feathergate_settings": {"backlog": 0}},
+            "feathergate_settings.backlog: must be at least 1",
+        ),
+        (
+            {"feathergate_settings": {"backlog": 10.5}},
+            "feathergate_settings.backlog: expected a whole number",
+        ),
+        (
+            {"feathergate_settings": {"header_timeout": "soon"}},
+            "feathergate_settings.header_timeout: expected a number",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key_path(raw: dict[str, Any], message: str) -> None:
@@ -789,3 +801,17 @@ def test_each_bad_value_is_rejected_or_served(mutation: tuple[str, Any, Any]) ->
 def test_what_check_accepts_serve_can_run(case: tuple[dict[str, Any], dict[str, str]]) -> None:
     rejected_at = _check_equals_serve(*case)
     event(f"rejected at {rejected_at}" if rejected_at else "accepted")
+
+
+def test_connection_settings_and_their_defaults() -> None:
+    defaults = parse_config({"model_list": [entry()]}, {"OPENAI_API_KEY": "k"}).server
+    assert (defaults.header_timeout, defaults.body_idle_timeout, defaults.backlog) == (
+        30.0,
+        60.0,
+        2048,
+    )
+    ours = {"header_timeout": 5, "body_idle_timeout": 0, "backlog": 4096}
+    server = parse_config(
+        {"model_list": [entry()], "feathergate_settings": ours}, {"OPENAI_API_KEY": "k"}
+    ).server
+    assert (server.header_timeout, server.body_idle_timeout, server.backlog) == (5, None, 4096)

@@ -118,7 +118,10 @@ class ServerSettings:
     max_request_bytes: int = 32 * 1024 * 1024
     shutdown_grace_period: float = 30.0
     keep_alive_timeout: float = 75.0
+    header_timeout: float | None = 30.0  # a request head, from its first byte (None: off)
     body_timeout: float = 600.0
+    body_idle_timeout: float | None = 60.0  # the longest pause inside a request body
+    backlog: int = 2048  # the listen queue; the kernel caps it at net.core.somaxconn
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
     upstream_max_connections: int = 1000  # per upstream origin, like LiteLLM's clients

@@ -17,7 +17,10 @@ GENERAL_KEYS = {"master_key", "max_request_size_mb"}
 FEATHERGATE_KEYS = {
     "shutdown_grace_period",
     "keep_alive_timeout",
+    "header_timeout",
     "body_timeout",
+    "body_idle_timeout",
+    "backlog",
     "tcp_user_timeout",
     "client_stall_timeout",
     "provider_defaults",  # read with the deployments' deadlines
@@ -29,6 +32,8 @@ FEATHERGATE_KEYS = {
 MAX_REQUEST_MB = 1024 * 1024
 # Far above any useful pool; a bound keeps a typo from meaning "unlimited".
 MAX_UPSTREAM_CONNECTIONS = 1_000_000
+# listen(2) takes an int; the kernel caps it at net.core.somaxconn anyway.
+MAX_BACKLOG = 2**31 - 1
 # The kernel takes TCP_USER_TIMEOUT in milliseconds, as a C int.
 MAX_TCP_USER_TIMEOUT = (2**31 - 1) // 1000
 
@@ -50,6 +55,10 @@ def read_server(
     def nonzero(key: str, default: float) -> float:
         return seconds(key) or default  # 0 would end every connection at once
 
+    def optional(key: str, default: float | None) -> float | None:
+        value = seconds(key)
+        return default if value is None else value or None  # 0 switches it off
+
     grace = seconds("shutdown_grace_period")
     tcp_user_timeout = seconds("tcp_user_timeout", maximum=MAX_TCP_USER_TIMEOUT)
     return ServerSettings(
@@ -57,7 +66,10 @@ def read_server(
         max_request_bytes=int((size_mb or 32) * 1024 * 1024),
         shutdown_grace_period=_DEFAULTS.shutdown_grace_period if grace is None else grace,
         keep_alive_timeout=nonzero("keep_alive_timeout", _DEFAULTS.keep_alive_timeout),
+        header_timeout=optional("header_timeout", _DEFAULTS.header_timeout),
         body_timeout=nonzero("body_timeout", _DEFAULTS.body_timeout),
+        body_idle_timeout=optional("body_idle_timeout", _DEFAULTS.body_idle_timeout),
+        backlog=_backlog(reader, ours.get("backlog")),
         # 0 switches it off; absent keeps the default.
         tcp_user_timeout=(
             _DEFAULTS.tcp_user_timeout if tcp_user_timeout is None else tcp_user_timeout or None
@@ -76,6 +88,16 @@ def read_server(
             _network(v, p) for v, p in _items(ours, "image_url_allowed_networks")
         ),
     )
+
+
+def _backlog(reader: Reader, value: Any) -> int:
+    path = "feathergate_settings.backlog"
+    backlog = reader.count(value, path, maximum=MAX_BACKLOG)
+    if backlog is None:
+        return _DEFAULTS.backlog
+    if backlog < 1:
+        raise ConfigError(path, f"must be at least 1, got {backlog}")
+    return backlog
 
 
 def _items(ours: Mapping[Any, Any], key: str) -> list[tuple[Any, str]]:

@@ -65,6 +65,9 @@ class CallContext:
     completion_id: str  # "chatcmpl-...": the same on every chunk
     created: int
     assets: Mapping[str, Asset] = field(default_factory=dict)
+    # response_format asks for JSON: the answer's content must be JSON alone
+    # (Anthropic holds back text written around its JSON tool call).
+    json_mode: bool = False
 
 
 class StreamTranslator(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,11 +80,19 @@ class Exchange:
     stream_error: GatewayError | None = None  # a failure after the response started
 
 
-async def read_body(receive: ASGIReceive, limit: int, seconds: float) -> bytes:
-    """The whole request body, at most ``limit`` bytes, within ``seconds``."""
+async def read_body(receive: ASGIReceive, limit: int, seconds: float, idle: float | None) -> bytes:
+    """The whole request body, at most ``limit`` bytes, within ``seconds``.
+
+    And with no pause longer than ``idle`` between two of its pieces: a client
+    that announced more than it sends (a lying ``content-length``, a stalled
+    upload) holds the connection that long, not the whole ``seconds``. One
+    cancel scope whose deadline each piece moves.
+    """
     parts: list[bytes] = []
     size = 0
-    with trio.move_on_after(seconds) as scope:
+    total_at = trio.current_time() + seconds
+    pause = idle or math.inf
+    with trio.CancelScope(deadline=min(total_at, trio.current_time() + pause)) as scope:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -95,8 +104,11 @@ async def read_body(receive: ASGIReceive, limit: int, seconds: float) -> bytes:
             parts.append(chunk)
             if not message.get("more_body", False):
                 break
+            scope.deadline = min(total_at, trio.current_time() + pause)
     if scope.cancelled_caught:
-        raise RequestTimeout(f"request body was not received within {seconds:g}s")
+        if trio.current_time() >= total_at:
+            raise RequestTimeout(f"request body was not received within {seconds:g}s")
+        raise RequestTimeout(f"request body stopped arriving: nothing for {pause:g}s")
     return b"".join(parts)
 
 

@@ -4,7 +4,9 @@ Pure. Shapes follow PROTOCOLS.md §4.3 (finish reasons), §4.4 (usage: the
 prompt is input + cache reads + cache writes, because Anthropic's
 ``input_tokens`` excludes both) and §4.7 (error statuses). Thinking text is
 returned as the de-facto ``reasoning_content`` extension; signatures are not,
-as OpenAI clients have nowhere to keep them.
+as OpenAI clients have nowhere to keep them. When the ``response_format``
+tool was called, its JSON is the whole ``content``: text blocks beside it
+are dropped (the first call wins, should there be two).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ def translate_message(message: Mapping[str, Any], ctx: CallContext) -> Completio
     text: list[str] = []
     reasoning: list[str] = []
     tool_calls: list[dict[str, Any]] = []
+    answer: str | None = None  # the response_format tool's JSON: the whole content
     for block in message.get("content") or []:
         kind = block.get("type")
         if kind == "text":
@@ -104,12 +107,15 @@ def translate_message(message: Mapping[str, Any], ctx: CallContext) -> Completio
         elif kind == "thinking":
             reasoning.append(str(block.get("thinking") or ""))
         elif kind == "tool_use" and block.get("name") == JSON_TOOL_NAME:
-            text.append(arguments_json(block.get("input")))
+            if answer is None:  # a second call cannot be joined to the first as JSON
+                answer = arguments_json(block.get("input"))
         elif kind == "tool_use":
             function = {"name": str(block["name"]), "arguments": arguments_json(block.get("input"))}
             tool_calls.append({"id": str(block["id"]), "type": "function", "function": function})
         # redacted_thinking, server tools and future block types carry nothing for OpenAI
-    content = "".join(text)
+    # Text written around the JSON tool call ("I'll look that up.") would make
+    # the content invalid JSON for clients that parse it (openai's parse()).
+    content = "".join(text) if answer is None else answer
     reply: dict[str, Any] = {
         "role": "assistant",
         "content": None if tool_calls and not content else content,

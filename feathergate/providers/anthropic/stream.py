@@ -9,6 +9,13 @@ Synchronous and pure; the relay feeds whole SSE events. Points that matter:
   ``content_block_stop``, so the client's concatenation is valid JSON.
 - The ``response_format`` tool's arguments stream as ``content`` (§4.5, last
   paragraph), and a turn that called only that tool finishes with ``stop``.
+  That content must be the JSON alone: with thinking on the tool is not
+  forced, and Claude may write text first ("I'll look that up."). So in
+  JSON mode (``ctx.json_mode``) text is held back until the turn shows what
+  it is: dropped when the tool is called, sent just before the finish when
+  the turn ends without it (then the text is the answer, JSON or not: the
+  model chose not to call the tool, and the client sees what it wrote).
+  Reasoning still streams as it comes.
 - The single ``finish_reason`` chunk, and the usage chunk when asked for, go
   out at ``message_stop``: only a complete stream claims to be finished. A
   stream that ends without one fails in :meth:`finish`.
@@ -53,9 +60,12 @@ class _Block:
 
 class AnthropicStreamTranslator:
     __slots__ = (
+        "_answered",
         "_blocks",
         "_chunks",
+        "_held",
         "_include_usage",
+        "_json_mode",
         "_started",
         "_stop_reason",
         "_stopped",
@@ -66,6 +76,9 @@ class AnthropicStreamTranslator:
     def __init__(self, ctx: CallContext) -> None:
         self._chunks = ChunkFactory(ctx)
         self._include_usage = ctx.include_usage
+        self._json_mode = ctx.json_mode
+        self._held: list[str] = []  # JSON mode: text not yet known to be the answer
+        self._answered = False  # the response_format tool was called
         self._started = False
         self._stopped = False
         self._blocks: dict[int, _Block] = {}
@@ -119,12 +132,16 @@ class AnthropicStreamTranslator:
         if kind == "text":
             self._blocks[index] = _Block(BlockKind.TEXT)
             if block.get("text"):
-                out.append(self._chunks.delta({"content": block["text"]}))
+                out.extend(self._text(block["text"]))
         elif kind == "thinking":
             self._blocks[index] = _Block(BlockKind.THINKING)
             if block.get("thinking"):
                 out.append(self._chunks.delta({"reasoning_content": block["thinking"]}))
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL_NAME and self._answered:
+            self._blocks[index] = _Block(BlockKind.OTHER)  # joined to the first: not JSON
         elif kind == "tool_use" and block.get("name") == JSON_TOOL_NAME:
+            self._answered = True
+            self._held.clear()
             self._blocks[index] = state = _Block(BlockKind.JSON)
             if block.get("input"):
                 state.has_arguments = True
@@ -146,7 +163,7 @@ class AnthropicStreamTranslator:
         delta = data["delta"]
         kind = delta.get("type")
         if kind == "text_delta" and delta["text"]:
-            return [self._chunks.delta({"content": delta["text"]})]
+            return self._text(delta["text"])
         if kind == "thinking_delta" and delta["thinking"]:
             return [self._chunks.delta({"reasoning_content": delta["thinking"]})]
         if kind == "input_json_delta":
@@ -168,6 +185,8 @@ class AnthropicStreamTranslator:
     def _message_stop(self, data: dict[str, Any]) -> list[Chunk]:
         out = self._start()
         self._stopped = True
+        if self._held:  # JSON mode, and the tool was never called: the text is the answer
+            out.append(self._chunks.delta({"content": "".join(self._held)}))
         reason = finish_reason(self._stop_reason, saw_tool=self._tools > 0)
         out.append(self._chunks.delta({}, finish_reason=reason))
         if self._include_usage:
@@ -175,6 +194,13 @@ class AnthropicStreamTranslator:
         return out
 
     # -- helpers --------------------------------------------------------------
+    def _text(self, text: str) -> list[Chunk]:
+        if not self._json_mode:
+            return [self._chunks.delta({"content": text})]
+        if not self._answered:
+            self._held.append(text)
+        return []
+
     def _block(self, data: dict[str, Any]) -> _Block:
         state = self._blocks.get(int(data["index"]))
         if state is None:

@@ -10,9 +10,10 @@ does; the response side turns its input into ``message.content`` with
 ``finish_reason: stop``. The model is made to call it (``tool_choice: tool``),
 or, when the client declared tools of its own, to call *some* tool
 (``any``), so it either uses a real tool or answers in JSON. With thinking on
-nothing is forced: the API refuses that. The response side recognises the
-tool by name only (a call context carries no request state), so clients may
-not declare a tool of that name.
+nothing is forced: the API refuses that, and the model may write text before
+the call, which the response side drops (the content is the JSON alone; see
+:mod:`.response` and :mod:`.stream`). The response side recognises the tool
+by name, so clients may not declare a tool of that name.
 
 A history with tool calls but no ``tools`` gets one uncallable placeholder
 tool and ``tool_choice: none``, because the API refuses tool blocks without

@@ -2,7 +2,9 @@
 
 Tests script its replies (:class:`Reply`) and read back what it received.
 A reply can wait on a ``trio.Event`` at a chosen point, so tests synchronise
-on events instead of sleeping.
+on events instead of sleeping. It is strict (``strict=False`` turns that off):
+it refuses with OpenAI's 400 what the real API refuses (see
+:mod:`tests.fakes.openai_rules`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.fakes.asgi import (
     send_json,
     start_stream,
 )
+from tests.fakes.openai_rules import Rejected, validate
 
 
 @dataclass
@@ -54,8 +57,9 @@ class Seen:
 
 
 class FakeOpenAI(FakeServer):
-    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+    def __init__(self, api_key: str = "sk-upstream-secret", *, strict: bool = True) -> None:
         self.api_key = api_key
+        self.strict = strict
         self.replies: deque[Reply] = deque()
         self.default = Reply()  # answers when no scripted reply is left
         self.requests: list[Seen] = []
@@ -76,6 +80,12 @@ class FakeOpenAI(FakeServer):
             }
             await send_json(send, 401, {"error": error})
             return
+        if self.strict:
+            try:
+                validate(body)
+            except Rejected as rejected:
+                await send_json(send, 400, {"error": rejected.error})
+                return
         reply = self.replies.popleft() if self.replies else self.default
         if reply.before_headers is not None:
             await reply.before_headers.wait()

@@ -33,6 +33,8 @@ from tests.fakes.openai_rules import Rejected, validate
 @dataclass
 class Reply:
     text: str = "Hello there, friend"
+    reasoning: str = ""  # vLLM/DeepSeek's reasoning_content, before the text
+    stop_reason: str | None = None  # vLLM's extension: the stop string that ended the answer
     status: int = 200
     error: Any = None  # the body of an error reply (status >= 400)
     headers: dict[str, str] = field(default_factory=dict)
@@ -128,6 +130,8 @@ class FakeOpenAI(FakeServer):
             "content": reply.text or None,
             "refusal": None,
         }
+        if reply.reasoning:
+            message["reasoning_content"] = reply.reasoning
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
@@ -143,6 +147,8 @@ class FakeOpenAI(FakeServer):
             "logprobs": None,
             "finish_reason": self._finish(reply),
         }
+        if reply.stop_reason is not None:
+            choice["stop_reason"] = reply.stop_reason
         return {
             **self._head(body),
             "object": "chat.completion",
@@ -158,6 +164,8 @@ class FakeOpenAI(FakeServer):
             return {**head, "choices": [choice], "usage": None}
 
         chunks = [chunk({"role": "assistant", "content": ""})]
+        if reply.reasoning:
+            chunks.append(chunk({"reasoning_content": reply.reasoning}))
         words = reply.text.split(" ") if reply.text else []
         for i, word in enumerate(words):
             chunks.append(chunk({"content": word if i == len(words) - 1 else word + " "}))
@@ -175,6 +183,8 @@ class FakeOpenAI(FakeServer):
                     chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
                 )
         chunks.append(chunk({}, self._finish(reply)))
+        if reply.stop_reason is not None:
+            chunks[-1]["choices"][0]["stop_reason"] = reply.stop_reason
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**head, "choices": [], "usage": reply.usage})
         return chunks

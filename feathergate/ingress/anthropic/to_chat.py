@@ -174,15 +174,17 @@ def _message(
 
 def _user_turn(blocks: list[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []  # from tool results: right after them
+    rest: list[dict[str, Any]] = []
     for j, block in enumerate(blocks):
         at = f"{where}.content.{j}"
         if block["type"] == "tool_result":
-            text, images = _tool_result(block, at)
+            text, found = _tool_result(block, at)
             out.append({"role": "tool", "tool_call_id": _tool_use_id(block, at), "content": text})
-            parts.extend(images)
+            images.extend(found)
         else:
-            parts.extend(_part(block, at))
+            rest.extend(_part(block, at))
+    parts = images + rest
     if parts:
         if all(p["type"] == "text" for p in parts):
             out.append({"role": "user", "content": "\n\n".join(p["text"] for p in parts)})

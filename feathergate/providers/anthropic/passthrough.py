@@ -72,14 +72,15 @@ def _headers(request: MessagesRequest, dep: Deployment) -> list[tuple[str, str]]
     }
     if dep.api_key.value:
         headers["x-api-key"] = dep.api_key.value
-    betas = [b.strip() for b in (request.betas or "").split(",") if b.strip()]
+    betas = (request.betas or "").split(",")
     for name, value in dep.extra_headers:
         if name.lower() == "anthropic-beta":
-            betas += [b.strip() for b in value.split(",") if b.strip() and b.strip() not in betas]
+            betas += value.split(",")
         else:
             headers[name.lower()] = value  # the deployment's word wins
-    if betas:
-        headers["anthropic-beta"] = ",".join(betas)
+    kept = dict.fromkeys(b.strip() for b in betas if b.strip())  # in order, once each
+    if kept:
+        headers["anthropic-beta"] = ",".join(kept)
     return list(headers.items())
 
 

@@ -28,10 +28,20 @@ _TOP_LEVEL = frozenset(
         "metadata",
         "thinking",
         "service_tier",
+        "output_config",
     }
 )
 _COUNT_TOP_LEVEL = frozenset(
-    {"model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control"}
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "cache_control",
+        "output_config",
+    }
 )
 # Fields the API takes only with a beta header (INGRESS.md §4.9, the appendix).
 _BETA_TOP_LEVEL = {"context_management": "context-management-2025-06-27"}
@@ -39,6 +49,7 @@ _BETA_TOOL_KEYS = {
     "defer_loading": "advanced-tool-use-2025-11-20",
     "input_examples": "advanced-tool-use-2025-11-20",
 }
+_MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"  # role "system" in messages
 _TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control", "type"})
 _ID = re.compile(r"[a-zA-Z0-9_-]+")
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
@@ -103,10 +114,11 @@ def validate(
     if not count and (not _integer(body["max_tokens"]) or body["max_tokens"] < 1):
         raise Rejected("max_tokens: Input should be greater than or equal to 1")
     _sampling(body)
+    _output_config(body.get("output_config"), betas)
     _system(body.get("system"))
     names = _tools(body.get("tools"), betas)
     _tool_choice(body.get("tool_choice"), names)
-    _messages(body["messages"], bool(names), signatures)
+    _messages(body["messages"], bool(names), signatures, betas)
     _thinking(body, count)
 
 
@@ -126,6 +138,21 @@ def _sampling(body: dict[str, Any]) -> None:
     metadata = body.get("metadata")
     if metadata is not None and (not isinstance(metadata, dict) or set(metadata) - {"user_id"}):
         raise Rejected("metadata: Extra inputs are not permitted")
+
+
+def _output_config(config: Any, betas: set[str]) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise Rejected("output_config: Input should be a valid dictionary")
+    for key in config:
+        if key not in ("effort", "format"):
+            raise Rejected(f"output_config.{key}: Extra inputs are not permitted")
+    if "effort" in config:
+        if "effort-2025-11-24" not in betas:
+            raise Rejected("output_config.effort: Extra inputs are not permitted")
+        if config["effort"] not in ("low", "medium", "high", "xhigh", "max"):
+            raise Rejected("output_config.effort: Input should be 'low', 'medium' or 'high'")
 
 
 def _text_block(block: dict[str, Any], path: str) -> None:
@@ -191,10 +218,11 @@ def _tool_choice(choice: Any, names: list[str]) -> None:
 
 def _thinking(body: dict[str, Any], count: bool) -> None:
     thinking = body.get("thinking")
-    if thinking is None or (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if thinking is None or kind in ("disabled", "adaptive"):
         return
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
-        raise Rejected("thinking.type: Input should be 'enabled' or 'disabled'")
+    if kind != "enabled":
+        raise Rejected("thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'")
     budget = thinking.get("budget_tokens")
     if not _integer(budget) or budget < 1024:
         raise Rejected("thinking.enabled.budget_tokens: Input should be at least 1024")
@@ -247,12 +275,15 @@ def _block(block: Any, role: str, path: str, signatures: set[str] | None = None)
             raise Rejected(f"{path}.source.base64.media_type: Input should be an image type")
 
 
-def _messages(messages: Any, has_tools: bool, signatures: set[str] | None) -> None:
+def _messages(messages: Any, has_tools: bool, signatures: set[str] | None, betas: set[str]) -> None:
     if not isinstance(messages, list) or not messages:
         raise Rejected("messages: at least one message is required")
     turns: list[tuple[int, str, list[dict[str, Any]]]] = []  # (first index, role, blocks)
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
+        if role == "system" and _MID_CONVERSATION_SYSTEM in betas and i > 0:
+            _system(message.get("content"))  # a system turn between the others (newer Claude Code)
+            continue
         if role not in ("user", "assistant"):
             raise Rejected(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         content = message.get("content")

@@ -130,6 +130,9 @@ async def _serving(upstreams: dict[str, Upstream]) -> AsyncIterator[str]:
             yield base
 
 
+EXTRA_ENV: dict[str, str] = {}
+
+
 def claude_environment(base: str, alias: str, home: str) -> dict[str, str]:
     """The environment of the README's Claude Code section, plus an empty home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
@@ -149,6 +152,7 @@ def claude_environment(base: str, alias: str, home: str) -> dict[str, str]:
             "DISABLE_ERROR_REPORTING": "1",
             "HOME": home,
             "CLAUDE_CONFIG_DIR": os.path.join(home, ".claude"),
+            **EXTRA_ENV,
         }
     )
     return env
@@ -214,6 +218,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if claude is None:
         print("claude not found: npm install -g @anthropic-ai/claude-code", file=sys.stderr)
         return 2
+    EXTRA_ENV.update(item.split("=", 1) for item in args.env)
     upstreams = _upstreams("Hi from the probe!", tool=args.tool)
     results = {}
     async with _serving(upstreams) as base:
@@ -233,6 +238,9 @@ def main() -> None:
     parser.add_argument("--prompt", default="say hi")
     parser.add_argument("--claude", help="path to the claude executable")
     parser.add_argument("--tool", action="store_true", help="a Bash tool round trip first")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sys.exit(trio.run(main_async, parser.parse_args()))
 

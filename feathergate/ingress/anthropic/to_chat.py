@@ -83,7 +83,7 @@ def to_chat(body: Mapping[str, Any], family: Family, *, stream: bool) -> ChatTra
     messages = [*_system(body.get("system"))]
     raw_messages = body.get("messages")
     for i, message in enumerate(raw_messages if isinstance(raw_messages, list) else []):
-        messages.extend(_message(message, f"messages.{i}", names, family))
+        messages.extend(_message(message, f"messages.{i}", names))
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
     tools = _tools(body.get("tools"), names)
     if tools:
@@ -158,9 +158,7 @@ def _blocks(content: Any, where: str) -> list[Mapping[str, Any]]:
     return content
 
 
-def _message(
-    message: Mapping[str, Any], where: str, names: dict[str, str], family: Family
-) -> list[dict[str, Any]]:
+def _message(message: Mapping[str, Any], where: str, names: dict[str, str]) -> list[dict[str, Any]]:
     role = message.get("role")
     if role == "system":
         text = _texts(message.get("content"), f"{where}.content")

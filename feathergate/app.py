@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from feathergate import metrics
 from feathergate.config import Config
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
-from feathergate.gateway import Gateway, Runtime, check_master_key
+from feathergate.gateway import Gateway, Runtime, check_credentials
 from feathergate.typing import ASGIApp
 
 __all__ = ["create_app"]
@@ -68,8 +68,11 @@ def build_quart(runtime: Runtime) -> Quart:
     async def authenticate() -> Response | None:
         if request.path.startswith("/v1/") or request.path.startswith("/models"):
             try:
-                check_master_key(
-                    runtime.config, request.headers.get("authorization", "").encode() or None
+                # x-api-key too: Anthropic's SDKs (and Claude Code's model discovery) send it
+                check_credentials(
+                    runtime.config,
+                    request.headers.get("authorization", "").encode() or None,
+                    request.headers.get("x-api-key", "").encode() or None,
                 )
             except GatewayError as err:
                 return _error(err)

@@ -43,7 +43,7 @@ from feathergate.router import Router
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
 from feathergate.upstream import UpstreamPool
 
-__all__ = ["Gateway", "Runtime", "check_master_key"]
+__all__ = ["Gateway", "Runtime", "check_credentials", "check_master_key"]
 
 # Completion ids: unique per process start, without uuid4's cost per request.
 _ID_PREFIX = secrets.token_hex(6)
@@ -87,10 +87,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
-    """The master key, as a bearer token or (Anthropic's endpoints) an ``x-api-key``."""
-    authorization = _header(scope, b"authorization")
-    api_key = _header(scope, b"x-api-key") if endpoint.api_key_header else None
+def check_credentials(config: Config, authorization: bytes | None, api_key: bytes | None) -> None:
+    """The master key, as a bearer token or as an ``x-api-key`` (Anthropic's SDKs send either)."""
     if api_key is not None and authorization is not None:
         try:
             check_master_key(config, authorization)
@@ -100,6 +98,11 @@ def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
     if api_key is not None:
         authorization = b"Bearer " + api_key
     check_master_key(config, authorization)
+
+
+def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
+    api_key = _header(scope, b"x-api-key") if endpoint.api_key_header else None
+    check_credentials(config, _header(scope, b"authorization"), api_key)
 
 
 class Gateway:

@@ -291,3 +291,13 @@ async def test_a_claude_code_request_passes_every_strict_upstream(kind: str) -> 
         assert message["content"] == [{"type": "text", "text": "Hello!"}]
         names = case.upstream.tool_names(case.upstream.last)
         assert names == ["Agent", "Bash", "Edit", "Read", "Write", "DeferredToolPlaceholder"]
+
+
+async def test_the_model_list_takes_the_key_as_x_api_key_too(keyed: str) -> None:
+    """Anthropic's SDKs, and Claude Code's gateway model discovery, send it there."""
+    async with httpx.AsyncClient(base_url=keyed) as client:
+        assert (
+            await client.get("/v1/models", headers={"x-api-key": "sk-master"})
+        ).status_code == 200
+        assert (await client.get("/v1/models", headers={"x-api-key": "sk-nope"})).status_code == 401
+        assert (await client.get("/v1/models")).status_code == 401

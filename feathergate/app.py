@@ -19,7 +19,7 @@ from feathergate import metrics
 from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
-from feathergate.gateway import Gateway, Runtime, check_master_key
+from feathergate.gateway import Gateway, Runtime, check_credentials
 from feathergate.typing import ASGIApp
 
 __all__ = ["create_app"]
@@ -72,7 +72,12 @@ def build_quart(runtime: Runtime) -> Quart:
             # latin-1 text, and encoding that as UTF-8 changed a non-ASCII key.
             raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
             try:
-                check_master_key(runtime.config, raw)
+                # x-api-key too: Anthropic's SDKs (and Claude Code's model discovery) send it
+                check_credentials(
+                    runtime.config,
+                    raw,
+                    next((v for k, v in request.scope["headers"] if k == b"x-api-key"), None),
+                )
             except GatewayError as err:
                 return _error(err)
         return None

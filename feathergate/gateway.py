@@ -1,8 +1,11 @@
-"""The ASGI entry point: chat completions on the relay, everything else on Quart.
+"""The ASGI entry point: relayed endpoints (:mod:`feathergate.endpoints`) first, then Quart.
 
-The chat route is the hot path and needs the raw ASGI ``receive`` to watch for
-disconnects (see :mod:`feathergate.relay`), so it is dispatched here before
-Quart; models, health and metrics are ordinary Quart routes.
+Relayed endpoints are the hot path and need the raw ASGI ``receive`` to watch
+for disconnects (see :mod:`feathergate.relay`), so they are dispatched here
+before Quart; models, health and metrics are ordinary Quart routes. Every
+endpoint goes the same way: the master key, the body, the endpoint's ingress
+codec, the router's plan, then the one relay with the endpoint's operation
+for each deployment tried, errors in the endpoint's envelope.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import trio
 
 from feathergate import metrics
 from feathergate.catalog import CATALOG
-from feathergate.chat import ChatRequest, parse_chat_request
 from feathergate.config import Config, Deployment
+from feathergate.endpoints import ROUTES, Endpoint
 from feathergate.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -27,7 +30,8 @@ from feathergate.errors import (
     RouteError,
 )
 from feathergate.mock import MockTransport
-from feathergate.providers import get_provider
+from feathergate.operations.base import ClientRequest
+from feathergate.operations.local import LOCAL
 from feathergate.providers.base import CallContext
 from feathergate.relay import (
     Attempt,
@@ -42,9 +46,7 @@ from feathergate.router import Router
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
 from feathergate.upstream import Transport, UpstreamPool
 
-__all__ = ["CHAT_PATHS", "Gateway", "Runtime", "check_master_key"]
-
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+__all__ = ["Gateway", "Runtime", "check_credentials", "check_master_key"]
 
 # Completion ids: unique per process start, without uuid4's cost per request.
 _ID_PREFIX = secrets.token_hex(6)
@@ -105,45 +107,71 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def check_credentials(config: Config, authorization: bytes | None, api_key: bytes | None) -> None:
+    """The master key, as a bearer token or as an ``x-api-key`` (Anthropic's SDKs send either)."""
+    if api_key is not None and authorization is not None:
+        try:
+            check_master_key(config, authorization)
+            return
+        except AuthenticationFailed:
+            pass  # the SDK may send both; the x-api-key decides
+    if api_key is not None:
+        authorization = b"Bearer " + api_key
+    check_master_key(config, authorization)
+
+
+def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
+    api_key = _header(scope, b"x-api-key") if endpoint.api_key_header else None
+    check_credentials(config, _header(scope, b"authorization"), api_key)
+
+
 class Gateway:
     def __init__(self, runtime: Runtime, fallback: ASGIApp) -> None:
         self.runtime = runtime
         self.fallback = fallback
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] == "http" and scope["path"] in CHAT_PATHS:
-            if scope["method"] == "POST":
-                await self.chat(scope, receive, send)
-            else:
-                err = RouteError(405, f"{scope['path']} takes POST, not {scope['method']}")
-                await send_error(send, err, [(b"allow", b"POST")])
-        else:
+        endpoint = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
             await self.fallback(scope, receive, send)
+        elif scope["method"] == "POST":
+            await self.serve(endpoint, scope, receive, send)
+        else:
+            err = RouteError(405, f"{scope['path']} takes POST, not {scope['method']}")
+            await send_error(send, err, [(b"allow", b"POST")], endpoint.envelope)
 
-    async def chat(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+    async def serve(
+        self, endpoint: Endpoint, scope: Scope, receive: ASGIReceive, send: ASGISend
+    ) -> None:
         started = trio.current_time()
         runtime = self.runtime
         model = "unknown"
         status = 500
         try:
             try:
-                check_master_key(runtime.config, _header(scope, b"authorization"))
+                _authenticate(runtime.config, scope, endpoint)
                 server = runtime.config.server
                 raw = await read_body(
                     receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
                 )
-                request = parse_chat_request(raw)
+                request = endpoint.ingress.parse(
+                    raw, scope["headers"], scope.get("query_string", b"")
+                )
                 # About four bytes a token: only rpm/tpm accounting uses the estimate.
                 plan = runtime.router.plan(
-                    request.model, stream=request.stream, prompt_tokens=len(raw) // 4
+                    request.model,
+                    stream=request.stream,
+                    prompt_tokens=len(raw) // 4 if endpoint.metered else 0,
                 )
                 model = plan.group
             except GatewayError as err:
-                status = await send_error(send, err, [])
+                status = await send_error(send, err, [], endpoint.envelope)
                 return
-            exchange = Exchange(request, started, runtime.drain, server.client_stall_timeout)
+            exchange = Exchange(
+                request, started, runtime.drain, server.client_stall_timeout, endpoint.envelope
+            )
             status = await relay(
-                exchange, plan, lambda dep: self._attempt(dep, request), receive, send
+                exchange, plan, lambda dep: self._attempt(endpoint, dep, request), receive, send
             )
         except ClientDisconnected:
             status = 499
@@ -151,7 +179,7 @@ class Gateway:
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
 
-    def _attempt(self, dep: Deployment, request: ChatRequest) -> Attempt:
+    def _attempt(self, endpoint: Endpoint, dep: Deployment, request: ClientRequest) -> Attempt:
         if dep.unavailable:
             raise ProviderUnsupported(f"model '{request.model}': {dep.unavailable}")
         if dep.missing_var and dep.mock_response is None:
@@ -170,5 +198,6 @@ class Gateway:
             created=int(time.time()),
             json_mode=request.json_mode,
         )
-        adapter = "mock" if dep.mock_response is not None else dep.adapter
-        return Attempt(get_provider(adapter), ctx, pool.transport(dep), pool.assets)
+        operation = endpoint.operation("mock" if dep.mock_response is not None else dep.adapter)
+        transport = LOCAL if getattr(operation, "local", False) else pool.transport(dep)
+        return Attempt(operation, ctx, transport, pool.assets)

@@ -2,7 +2,8 @@
 
 Design note
 -----------
-Each chat request runs in one Trio nursery with two children:
+Each request (any endpoint of :mod:`feathergate.endpoints`) runs in one Trio
+nursery with two children:
 
 * a **disconnect watcher** that awaits ASGI ``receive()``; Hypercorn answers
   it with ``http.disconnect`` when the client's socket closes (FIN or RST),
@@ -13,7 +14,7 @@ Each chat request runs in one Trio nursery with two children:
 * the **relay** itself: a loop over the router's attempts. Each attempt
   (:mod:`feathergate.relay.exchange`) is one upstream call. For a stream it
   is two tasks joined by a small memory channel: a *reader* (upstream bytes
-  -> SSE decoder -> provider translator -> encoded chunks) and a *writer*
+  -> the operation's stream pipe -> client bytes) and a *writer*
   (chunks -> client). Hypercorn's writes are shielded and have no timeout, so
   a client that stops reading would otherwise stall the reader and pin the
   upstream; with the channel in between, the reader gives up on such a client
@@ -34,9 +35,10 @@ total          one upstream attempt, start to end (LiteLLM's ``timeout``)
 
 While nothing has reached the client, a failure is an exception: the router
 decides whether to retry (after a backoff, here), fail over or fall back, and
-the last failure becomes an HTTP error in OpenAI's shape (504 for a deadline).
-Once bytes were sent, a failure is an SSE error event and a clean end of the
-stream (PROTOCOLS.md §1.3 rule 6). Shutdown works the same way: each relay
+the last failure becomes an HTTP error in the endpoint's envelope (504 for a
+deadline; :mod:`feathergate.envelopes`). Once bytes were sent, a failure is
+the envelope's SSE error event and a clean end of the stream (PROTOCOLS.md
+§1.3 rule 6, INGRESS.md §4.4). Shutdown works the same way: each relay
 registers a *drain* scope that the server cancels when the grace period is
 over, and the client gets a 503 or an SSE error event.
 """
@@ -49,7 +51,7 @@ import trio
 
 from feathergate import metrics
 from feathergate.config import Deployment
-from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout, error_event
+from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout
 from feathergate.relay.exchange import Attempt, run_attempt
 from feathergate.relay.lifecycle import ClientDisconnected, Drain, Exchange, read_body, send_error
 from feathergate.router import AttemptPlan, Decision, GiveUp
@@ -159,9 +161,10 @@ async def _end(ex: Exchange, send: ASGISend, err: GatewayError) -> None:
     """Answer ``err``: as an HTTP error while nothing was sent, else as the last SSE event."""
     ex.finishing = True
     if ex.response_started:
-        await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
+        body = ex.envelope.event(err)
+        await send({"type": "http.response.body", "body": body, "more_body": False})
     else:
-        ex.status = await send_error(send, err, ex.headers)
+        ex.status = await send_error(send, err, ex.headers, ex.envelope)
 
 
 async def _watch_disconnect(receive: ASGIReceive, scope: trio.CancelScope, ex: Exchange) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from functools import partial
@@ -13,20 +12,10 @@ import trio
 from feathergate import metrics
 from feathergate.assets import ImageFetcher, fetch_assets
 from feathergate.config import Deadlines
-from feathergate.errors import (
-    GatewayError,
-    UpstreamTimeout,
-    error_event,
-)
-from feathergate.providers.base import (
-    CallContext,
-    Chunk,
-    Provider,
-    StreamTranslator,
-    UpstreamRequest,
-)
+from feathergate.errors import GatewayError, UpstreamTimeout
+from feathergate.operations.base import Operation, StreamPipe
+from feathergate.providers.base import CallContext, UpstreamRequest
 from feathergate.relay.lifecycle import Exchange
-from feathergate.sse import DONE, SSEDecoder, encode_data
 from feathergate.typing import ASGISend
 from feathergate.upstream import Transport, UpstreamResponse
 
@@ -47,7 +36,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 class Attempt:
     """What one try against one deployment needs."""
 
-    provider: Provider
+    operation: Operation
     ctx: CallContext
     client: Transport
     assets_client: ImageFetcher
@@ -67,8 +56,8 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
     started = trio.current_time()
     total_at = started + (attempt.deadlines.total or math.inf)
     ctx = attempt.ctx
-    fetch = getattr(attempt.provider, "assets_to_fetch", None)
-    urls = fetch(ex.request.body) if fetch is not None else None
+    fetch = getattr(attempt.operation, "assets_to_fetch", None)
+    urls = fetch(ex.request) if fetch is not None else None
     if urls:
         # Kept on the exchange: a retry or a fallback does not download again.
         missing = [url for url in urls if url not in ex.assets]
@@ -82,7 +71,7 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
                 raise UpstreamTimeout("total", attempt.deadlines.total or 0)
             ex.assets.update(fetched)
         ctx = attempt.ctx = replace(ctx, assets={url: ex.assets[url] for url in urls})
-    request = attempt.provider.build_request(ex.request.body, ctx)
+    request = attempt.operation.build_request(ex.request, ctx)
     if ctx.stream:
         await _stream(ex, attempt, request, send, total_at)
     else:
@@ -128,7 +117,7 @@ async def _open(
             )
         finally:
             response.close()
-        raise attempt.provider.map_error(response.status, response.headers, body)
+        raise attempt.operation.map_error(response.status, response.headers, body)
     return response
 
 
@@ -150,11 +139,9 @@ async def _complete(
     finally:
         response.close()
     upstream_done = ex.first_byte = trio.current_time()
-    completion = attempt.provider.parse_response(body, attempt.ctx)
-    usage = completion.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-        ex.tokens = usage["total_tokens"]
-    payload = json.dumps(completion).encode()
+    answer = attempt.operation.parse_response(body, ex.request, attempt.ctx)
+    ex.tokens = answer.tokens
+    payload = answer.payload
     headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *ex.headers]
     ex.status = 200
     ex.phase = "sending"
@@ -167,28 +154,10 @@ async def _complete(
     metrics.ADDED_LATENCY.observe((ex.upstream_sent - ex.started) + (now - upstream_done))
 
 
-class _Encoder:
-    """Translated chunks -> SSE bytes, noting the usage as it goes by."""
-
-    __slots__ = ("_ex",)
-
-    def __init__(self, ex: Exchange) -> None:
-        self._ex = ex
-
-    def __call__(self, chunks: list[Chunk]) -> bytes:
-        for chunk in chunks:
-            usage = chunk.get("usage")
-            if usage:
-                self._ex.tokens = usage.get("total_tokens")
-        return b"".join(encode_data(chunk) for chunk in chunks)
-
-
 async def _stream(
     ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
 ) -> None:
-    translator = attempt.provider.stream_translator(attempt.ctx)
-    decoder = SSEDecoder()
-    encode = _Encoder(ex)
+    pipe = attempt.operation.stream(ex.request, attempt.ctx)
     first_at = _first_token_at(attempt.deadlines)
     response = await _open(ex, attempt, request, total_at, first_at)
     try:
@@ -203,11 +172,11 @@ async def _stream(
             )
             if data is None:
                 ended = True
-                first = encode([c for e in decoder.finish() for c in translator.feed(e)])
-                first += encode(translator.finish()) + DONE
+                first = pipe.finish()
             else:
-                first = encode([c for e in decoder.feed(data) for c in translator.feed(e)])
+                first = pipe.feed(data)
         upstream_first = ex.first_byte = trio.current_time()
+        ex.tokens = pipe.tokens
         ex.status = 200
         ex.phase = "streaming"
         # The head and the first chunk go out from this task: no hop through
@@ -225,9 +194,8 @@ async def _stream(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, send, receiver, ex)
             async with sender:
-                tail = await _pump(
-                    ex, attempt, response, decoder, translator, encode, sender, total_at
-                )
+                tail = await _pump(ex, attempt, response, pipe, sender, total_at)
+                ex.tokens = pipe.tokens
                 # Let go of the upstream before waiting on the client.
                 response.close()
                 delivered = False
@@ -245,9 +213,7 @@ async def _pump(
     ex: Exchange,
     attempt: Attempt,
     response: UpstreamResponse,
-    decoder: SSEDecoder,
-    translator: StreamTranslator,
-    encode: _Encoder,
+    pipe: StreamPipe,
     sender: trio.MemorySendChannel[bytes],
     total_at: float,
 ) -> bytes | None:
@@ -269,9 +235,8 @@ async def _pump(
                 waiting_on_client = False
                 data = await response.next_chunk()
                 if data is None:
-                    chunks = [c for e in decoder.finish() for c in translator.feed(e)]
-                    return encode(chunks + translator.finish()) + DONE
-                out = encode([c for e in decoder.feed(data) for c in translator.feed(e)])
+                    return pipe.finish()
+                out = pipe.feed(data)
                 if out:
                     # A client that does not read fills the channel; it gets
                     # ``stall_timeout``, and cannot pin the upstream past that.
@@ -292,7 +257,7 @@ def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
     if isinstance(err, UpstreamTimeout):
         metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
     ex.stream_error = err
-    return error_event(err)
+    return ex.envelope.event(err)
 
 
 def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from feathergate.chat import ChatRequest
-from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout, error_response
+from feathergate.envelopes import OPENAI, ErrorEnvelope
+from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout
+from feathergate.operations.base import ClientRequest
 from feathergate.providers.base import Asset
 from feathergate.typing import ASGIReceive, ASGISend
 
@@ -63,10 +64,11 @@ class Drain:
 class Exchange:
     """One client request, across every upstream attempt made for it."""
 
-    request: ChatRequest
+    request: ClientRequest
     started: float
     drain: Drain
     stall_timeout: float = 30.0  # how long a client may leave a stream unread
+    envelope: ErrorEnvelope = OPENAI  # the endpoint's error shape
     phase: str = "prepare"  # for the disconnect metric
     status: int = 0  # the HTTP status sent; 499 when the client left
     finishing: bool = False  # the last message is on its way: nothing left to cancel
@@ -112,8 +114,13 @@ async def read_body(receive: ASGIReceive, limit: int, seconds: float, idle: floa
     return b"".join(parts)
 
 
-async def send_error(send: ASGISend, err: GatewayError, extra: list[tuple[bytes, bytes]]) -> int:
-    status, headers, body = error_response(err)
+async def send_error(
+    send: ASGISend,
+    err: GatewayError,
+    extra: list[tuple[bytes, bytes]],
+    envelope: ErrorEnvelope = OPENAI,
+) -> int:
+    status, headers, body = envelope.response(err)
     await send({"type": "http.response.start", "status": status, "headers": headers + extra})
     await send({"type": "http.response.body", "body": body, "more_body": False})
     return status

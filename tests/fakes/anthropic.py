@@ -1,4 +1,4 @@
-"""A strict fake of the Anthropic Messages API (``POST /v1/messages``), as raw ASGI.
+"""A strict fake of the Anthropic Messages API (``/v1/messages`` and its count_tokens), as ASGI.
 
 Strict: it answers with Anthropic's error body and status whatever the real
 API rejects (the rules are in :mod:`tests.fakes.anthropic_rules`), so a
@@ -19,7 +19,10 @@ Scripting::
 
 Each request pops the next scripted reply (``fake.default`` when none is
 left); a request the fake rejects pops nothing, and its ``Received.rejection``
-says why. Replies stream when the request says ``"stream": true``. Other
+says why. ``POST /v1/messages/count_tokens`` pops nothing: it answers
+:func:`count_tokens` of the body. A replayed ``thinking`` block must carry a
+signature the fake issued (``fake.signatures``). Replies stream when the
+request says ``"stream": true``. Other
 knobs on :class:`Reply`: ``cut_after`` (hang up mid-stream), ``raw`` (exact
 bytes), ``usage`` (cache fields included), and ``before_headers`` / ``gate``
 + ``after_events`` (``trio.Event`` objects to stall on: no sleeps).
@@ -59,6 +62,7 @@ __all__ = [
     "Thinking",
     "ToolUse",
     "Usage",
+    "count_tokens",
     "encode_events",
     "message_json",
     "overloaded",
@@ -68,6 +72,7 @@ __all__ = [
 Event = tuple[str, dict[str, Any]]
 
 MODEL = "claude-fake-1"
+SIGNATURE = "EqQBCgIYAhIMfakeSignatureForTests=="
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,7 @@ class ToolUse:
 @dataclass(frozen=True, slots=True)
 class Thinking:
     thinking: str
-    signature: str = "EqQBCgIYAhIMfakeSignatureForTests=="
+    signature: str = SIGNATURE
     chunk: int = 24
 
 
@@ -141,8 +146,15 @@ class Received:
     path: str
     headers: dict[str, str]  # lower-case names
     body: Any  # parsed JSON, or None when it was not JSON
+    raw: bytes = b""  # the body as it arrived
+    query: str = ""
     status: int = 0
     rejection: str | None = None  # the error message, when the answer was an error
+
+
+def count_tokens(body: Any) -> int:
+    """The fake's count for a count_tokens body: about a token per four bytes of JSON."""
+    return max(1, len(json.dumps(body)) // 4)
 
 
 def _request_id() -> str:
@@ -274,6 +286,7 @@ class FakeAnthropic(FakeServer):
     replies: deque[Reply | ErrorReply] = field(default_factory=deque)
     requests: list[Received] = field(default_factory=list)
     closed: int = 0  # responses whose ASGI call ended (completed or cut)
+    signatures: set[str] = field(default_factory=lambda: {SIGNATURE})
 
     def script(self, *replies: Reply | ErrorReply) -> None:
         self.replies.extend(replies)
@@ -284,20 +297,28 @@ class FakeAnthropic(FakeServer):
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
+        raw = await read_body(receive)
         try:
-            body = json.loads(await read_body(receive))
+            body = json.loads(raw)
         except ValueError:
             body = None
-        received = Received(scope["path"], headers, body)
+        query = scope["query_string"].decode()
+        received = Received(scope["path"], headers, body, raw, query)
         self.requests.append(received)
-        if scope["method"] != "POST" or scope["path"] != "/v1/messages":
+        paths = ("/v1/messages", "/v1/messages/count_tokens")
+        if scope["method"] != "POST" or scope["path"] not in paths:
             await _send_error(send, ErrorReply(404, "not_found_error", "Not found"), received)
             return
+        count = scope["path"] == paths[1]
         try:
-            validate(headers, body, self.api_key)
+            validate(headers, body, self.api_key, count=count, signatures=self.signatures)
         except Rejected as rejected:
             reply = ErrorReply(rejected.status, rejected.type, rejected.message)
             await _send_error(send, reply, received)
+            return
+        if count:
+            received.status = 200
+            await send_json(send, 200, {"input_tokens": count_tokens(body)})
             return
         scripted = self.replies.popleft() if self.replies else self.default
         if scripted.before_headers is not None:

@@ -28,8 +28,28 @@ _TOP_LEVEL = frozenset(
         "metadata",
         "thinking",
         "service_tier",
+        "output_config",
     }
 )
+_COUNT_TOP_LEVEL = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "cache_control",
+        "output_config",
+    }
+)
+# Fields the API takes only with a beta header (INGRESS.md §4.9, the appendix).
+_BETA_TOP_LEVEL = {"context_management": "context-management-2025-06-27"}
+_BETA_TOOL_KEYS = {
+    "defer_loading": "advanced-tool-use-2025-11-20",
+    "input_examples": "advanced-tool-use-2025-11-20",
+}
+_MID_CONVERSATION_SYSTEM = "mid-conversation-system-2026-04-07"  # role "system" in messages
 _TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control", "type"})
 _ID = re.compile(r"[a-zA-Z0-9_-]+")
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
@@ -58,8 +78,19 @@ def _integer(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate(headers: dict[str, str], body: Any, api_key: str) -> None:
-    """Raise :class:`Rejected` as the real API would; headers have lower-case names."""
+def validate(
+    headers: dict[str, str],
+    body: Any,
+    api_key: str,
+    *,
+    count: bool = False,
+    signatures: set[str] | None = None,
+) -> None:
+    """Raise :class:`Rejected` as the real API would; headers have lower-case names.
+
+    ``count``: the body of ``/v1/messages/count_tokens``. ``signatures``: the
+    thinking signatures this fake issued; a replayed thinking block must carry one.
+    """
     if "x-api-key" not in headers:
         raise Rejected("x-api-key header is required", 401, "authentication_error")
     if headers["x-api-key"] != api_key:
@@ -68,22 +99,27 @@ def validate(headers: dict[str, str], body: Any, api_key: str) -> None:
         raise Rejected("anthropic-version: header is required")
     if not isinstance(body, dict):
         raise Rejected("There was an error parsing the body of your request: invalid JSON object")
+    betas = {b.strip() for b in headers.get("anthropic-beta", "").split(",")}
+    allowed = _COUNT_TOP_LEVEL if count else _TOP_LEVEL
     for key in body:
-        if key not in _TOP_LEVEL:
+        if key in _BETA_TOP_LEVEL and _BETA_TOP_LEVEL[key] in betas:
+            continue
+        if key not in allowed:
             raise Rejected(f"{key}: Extra inputs are not permitted")
-    for key in ("model", "max_tokens", "messages"):
+    for key in ("model", "messages") if count else ("model", "max_tokens", "messages"):
         if key not in body:
             raise Rejected(f"{key}: Field required")
     if not isinstance(body["model"], str) or not body["model"]:
         raise Rejected("model: Input should be a valid string")
-    if not _integer(body["max_tokens"]) or body["max_tokens"] < 1:
+    if not count and (not _integer(body["max_tokens"]) or body["max_tokens"] < 1):
         raise Rejected("max_tokens: Input should be greater than or equal to 1")
     _sampling(body)
+    _output_config(body.get("output_config"), betas)
     _system(body.get("system"))
-    names = _tools(body.get("tools"))
+    names = _tools(body.get("tools"), betas)
     _tool_choice(body.get("tool_choice"), names)
-    _messages(body["messages"], bool(names))
-    _thinking(body)
+    _messages(body["messages"], bool(names), signatures, betas)
+    _thinking(body, count)
 
 
 def _sampling(body: dict[str, Any]) -> None:
@@ -102,6 +138,21 @@ def _sampling(body: dict[str, Any]) -> None:
     metadata = body.get("metadata")
     if metadata is not None and (not isinstance(metadata, dict) or set(metadata) - {"user_id"}):
         raise Rejected("metadata: Extra inputs are not permitted")
+
+
+def _output_config(config: Any, betas: set[str]) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise Rejected("output_config: Input should be a valid dictionary")
+    for key in config:
+        if key not in ("effort", "format"):
+            raise Rejected(f"output_config.{key}: Extra inputs are not permitted")
+    if "effort" in config:
+        if "effort-2025-11-24" not in betas:
+            raise Rejected("output_config.effort: Extra inputs are not permitted")
+        if config["effort"] not in ("low", "medium", "high", "xhigh", "max"):
+            raise Rejected("output_config.effort: Input should be 'low', 'medium' or 'high'")
 
 
 def _text_block(block: dict[str, Any], path: str) -> None:
@@ -124,7 +175,7 @@ def _system(system: Any) -> None:
         _text_block(block, f"system.{i}")
 
 
-def _tools(tools: Any) -> list[str]:
+def _tools(tools: Any, betas: set[str]) -> list[str]:
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -135,6 +186,8 @@ def _tools(tools: Any) -> list[str]:
         if not isinstance(tool, dict):
             raise Rejected(f"tools.{i}: Input should be a valid dictionary")
         for key in tool:
+            if key in _BETA_TOOL_KEYS and _BETA_TOOL_KEYS[key] in betas:
+                continue
             if key not in _TOOL_KEYS:
                 raise Rejected(f"{path}.{key}: Extra inputs are not permitted")
         name = tool.get("name")
@@ -163,16 +216,17 @@ def _tool_choice(choice: Any, names: list[str]) -> None:
         raise Rejected(f"tool_choice: tool '{choice.get('name')}' was not found in 'tools'")
 
 
-def _thinking(body: dict[str, Any]) -> None:
+def _thinking(body: dict[str, Any], count: bool) -> None:
     thinking = body.get("thinking")
-    if thinking is None or (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if thinking is None or kind in ("disabled", "adaptive"):
         return
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
-        raise Rejected("thinking.type: Input should be 'enabled' or 'disabled'")
+    if kind != "enabled":
+        raise Rejected("thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'")
     budget = thinking.get("budget_tokens")
     if not _integer(budget) or budget < 1024:
         raise Rejected("thinking.enabled.budget_tokens: Input should be at least 1024")
-    if budget >= body["max_tokens"]:
+    if not count and budget >= body["max_tokens"]:
         raise Rejected("`max_tokens` must be greater than `thinking.budget_tokens`.")
     if body.get("temperature", 1) != 1:
         raise Rejected("`temperature` may only be set to 1 when thinking is enabled.")
@@ -191,13 +245,16 @@ def _thinking(body: dict[str, Any]) -> None:
         )
 
 
-def _block(block: Any, role: str, path: str) -> None:
+def _block(block: Any, role: str, path: str, signatures: set[str] | None = None) -> None:
     if not isinstance(block, dict) or block.get("type") not in _BLOCKS[role]:
         kind = block.get("type") if isinstance(block, dict) else None
         raise Rejected(f"{path}.type: block type {kind!r} is not allowed in a {role} message")
     kind = block["type"]
     if kind == "text":
         _text_block(block, path)
+    elif kind == "thinking" and signatures is not None:
+        if block.get("signature") not in signatures:
+            raise Rejected(f"{path}: Invalid `signature` in `thinking` block")
     elif kind == "tool_use":
         if not isinstance(block.get("id"), str) or not _ID.fullmatch(block["id"]):
             raise Rejected(f"{path}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
@@ -218,12 +275,15 @@ def _block(block: Any, role: str, path: str) -> None:
             raise Rejected(f"{path}.source.base64.media_type: Input should be an image type")
 
 
-def _messages(messages: Any, has_tools: bool) -> None:
+def _messages(messages: Any, has_tools: bool, signatures: set[str] | None, betas: set[str]) -> None:
     if not isinstance(messages, list) or not messages:
         raise Rejected("messages: at least one message is required")
     turns: list[tuple[int, str, list[dict[str, Any]]]] = []  # (first index, role, blocks)
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
+        if role == "system" and _MID_CONVERSATION_SYSTEM in betas and i > 0:
+            _system(message.get("content"))  # a system turn between the others (newer Claude Code)
+            continue
         if role not in ("user", "assistant"):
             raise Rejected(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         content = message.get("content")
@@ -237,7 +297,7 @@ def _messages(messages: Any, has_tools: bool) -> None:
                 "optional final assistant message"
             )
         for j, block in enumerate(blocks):
-            _block(block, role, f"messages.{i}.content.{j}")
+            _block(block, role, f"messages.{i}.content.{j}", signatures)
         if turns and turns[-1][1] == role:  # the API merges consecutive same-role turns
             turns[-1][2].extend(blocks)
         else:

@@ -35,6 +35,7 @@ __all__ = [
     "Recorded",
     "Reply",
     "blocked_reply",
+    "count_tokens",
     "error_reply",
     "google_error",
     "merge_chunks",
@@ -48,7 +49,9 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_ROUTE = re.compile(r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_ROUTE = re.compile(
+    r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,11 @@ def _joinable(last: Message, part: Message) -> bool:
     )
 
 
+def count_tokens(request: Message) -> int:
+    """The fake's ``totalTokens`` for a GenerateContentRequest (without ``model``)."""
+    return max(1, len(json.dumps(request)) // 16)
+
+
 @dataclass
 class Recorded:
     method: str
@@ -231,6 +239,9 @@ class FakeGemini:
         version, model, method = route.groups()
         signatures = self.issued_signatures if self.require_thought_signatures else None
         key = headers.get("x-goog-api-key") or query.get("key")
+        if method == "countTokens":
+            await self._count_tokens(send, version, model, key, body)
+            return
         try:
             check_call(
                 version,
@@ -258,6 +269,43 @@ class FakeGemini:
             return
         events = [*chunks, *([reply.stream_error] if reply.stream_error else [])]
         await self._stream(send, receive, events, reply.delay, query.get("alt") == "sse", record)
+
+    async def _count_tokens(
+        self, send: Send, version: str, model: str, key: str | None, body: Any
+    ) -> None:
+        """``countTokens``: ``{"contents"}`` or ``{"generateContentRequest"}`` (model inside)."""
+        try:
+            if not isinstance(body, dict) or set(body) - {"contents", "generateContentRequest"}:
+                raise Rejection(
+                    "Invalid JSON payload received. Unknown name in CountTokensRequest."
+                )
+            inner = body.get("generateContentRequest", {"contents": body.get("contents")})
+            if "generateContentRequest" in body:
+                if not isinstance(inner, dict) or inner.get("model") != f"models/{model}":
+                    raise Rejection(
+                        "* CountTokensRequest.generate_content_request.model: "
+                        f"must be 'models/{model}'\n"
+                    )
+                inner = {k: v for k, v in inner.items() if k != "model"}
+            check_call(
+                version,
+                model,
+                key,
+                inner,
+                api_key=self.api_key,
+                models=self.models,
+                signatures=None,
+            )
+        except Rejection as rejection:
+            code = rejection.error["error"]["code"]
+            await _respond(send, code, json.dumps(rejection.error).encode())
+            return
+        total = count_tokens(inner)
+        answer = {
+            "totalTokens": total,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}],
+        }
+        await _respond(send, 200, json.dumps(answer).encode())
 
     def _annotate(self, reply: Reply, model: str, body: Any, n: int) -> list[Message]:
         """Fill in responseId, modelVersion and cumulative usageMetadata, as Gemini sends them."""

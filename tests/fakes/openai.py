@@ -2,7 +2,9 @@
 
 Tests script its replies (:class:`Reply`) and read back what it received.
 A reply can wait on a ``trio.Event`` at a chosen point, so tests synchronise
-on events instead of sleeping.
+on events instead of sleeping. It is strict (``strict=False`` turns that off):
+it refuses with OpenAI's 400 what the real API refuses (see
+:mod:`tests.fakes.openai_rules`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from tests.fakes.asgi import (
     send_json,
     start_stream,
 )
+from tests.fakes.openai_rules import Rejected, validate
 
 
 @dataclass
 class Reply:
     text: str = "Hello there, friend"
+    reasoning: str = ""  # vLLM/DeepSeek's reasoning_content, before the text
+    stop_reason: str | None = None  # vLLM's extension: the stop string that ended the answer
     status: int = 200
     error: Any = None  # the body of an error reply (status >= 400)
     headers: dict[str, str] = field(default_factory=dict)
@@ -54,8 +59,9 @@ class Seen:
 
 
 class FakeOpenAI(FakeServer):
-    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+    def __init__(self, api_key: str = "sk-upstream-secret", *, strict: bool = True) -> None:
         self.api_key = api_key
+        self.strict = strict
         self.replies: deque[Reply] = deque()
         self.default = Reply()  # answers when no scripted reply is left
         self.requests: list[Seen] = []
@@ -76,6 +82,12 @@ class FakeOpenAI(FakeServer):
             }
             await send_json(send, 401, {"error": error})
             return
+        if self.strict:
+            try:
+                validate(body)
+            except Rejected as rejected:
+                await send_json(send, 400, {"error": rejected.error})
+                return
         reply = self.replies.popleft() if self.replies else self.default
         if reply.before_headers is not None:
             await reply.before_headers.wait()
@@ -118,6 +130,8 @@ class FakeOpenAI(FakeServer):
             "content": reply.text or None,
             "refusal": None,
         }
+        if reply.reasoning:
+            message["reasoning_content"] = reply.reasoning
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
@@ -133,6 +147,8 @@ class FakeOpenAI(FakeServer):
             "logprobs": None,
             "finish_reason": self._finish(reply),
         }
+        if reply.stop_reason is not None:
+            choice["stop_reason"] = reply.stop_reason
         return {
             **self._head(body),
             "object": "chat.completion",
@@ -148,6 +164,8 @@ class FakeOpenAI(FakeServer):
             return {**head, "choices": [choice], "usage": None}
 
         chunks = [chunk({"role": "assistant", "content": ""})]
+        if reply.reasoning:
+            chunks.append(chunk({"reasoning_content": reply.reasoning}))
         words = reply.text.split(" ") if reply.text else []
         for i, word in enumerate(words):
             chunks.append(chunk({"content": word if i == len(words) - 1 else word + " "}))
@@ -165,6 +183,8 @@ class FakeOpenAI(FakeServer):
                     chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
                 )
         chunks.append(chunk({}, self._finish(reply)))
+        if reply.stop_reason is not None:
+            chunks[-1]["choices"][0]["stop_reason"] = reply.stop_reason
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**head, "choices": [], "usage": reply.usage})
         return chunks

@@ -205,6 +205,11 @@ class SentResult:
 Usage = tuple[int, int]  # (prompt, completion) tokens the fake reports
 
 
+def _blocks(content: Any) -> list[Any]:
+    """Anthropic content: a string is one text block's worth, and holds no other blocks."""
+    return content if isinstance(content, list) else []
+
+
 def _joined(content: Any) -> str:
     """A string, or text parts / blocks joined: the same words either way."""
     if isinstance(content, str):
@@ -458,7 +463,9 @@ class AnthropicUpstream(Upstream):
     def images(self, body: dict[str, Any]) -> list[Image]:
         out = []
         for message in body["messages"]:
-            for block in message["content"]:
+            for block in _blocks(message["content"]):
+                if block["type"] == "tool_result":  # images inside results (Messages passthrough)
+                    out.extend(self.images({"messages": [{"content": block.get("content")}]}))
                 if block["type"] != "image":
                     continue
                 source = block["source"]
@@ -478,10 +485,16 @@ class AnthropicUpstream(Upstream):
 
     def tool_results_sent(self, body: dict[str, Any]) -> list[SentResult]:
         return [
-            SentResult(b["tool_use_id"], None, _joined(b.get("content", "")))
+            SentResult(
+                b["tool_use_id"],
+                None,
+                _joined([c for c in _blocks(b.get("content")) if c["type"] == "text"])
+                if isinstance(b.get("content"), list)
+                else b.get("content", ""),
+            )
             for m in body["messages"]
             if m["role"] == "user"
-            for b in m["content"]
+            for b in _blocks(m["content"])
             if b["type"] == "tool_result"
         ]
 

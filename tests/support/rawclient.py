@@ -27,13 +27,20 @@ class RawClient:
         self.received = bytearray()
 
     @classmethod
-    async def post(cls, port: int, body: dict[str, Any], *, rcvbuf: int | None = None) -> RawClient:
+    async def post(
+        cls,
+        port: int,
+        body: dict[str, Any],
+        *,
+        rcvbuf: int | None = None,
+        path: str = "/v1/chat/completions",
+    ) -> RawClient:
         sock = trio.socket.socket()
         if rcvbuf is not None:  # before connect, so the window is small from the start
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         await sock.connect(("127.0.0.1", port))
         client = cls(trio.SocketStream(sock))
-        await client.stream.send_all(request_bytes(body))
+        await client.stream.send_all(request_bytes(body, path))
         return client
 
     async def read_until(self, marker: bytes) -> bytes:

@@ -56,7 +56,7 @@ _KNOWN = frozenset({
     *_SAMPLING, *_PENALTIES,
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
     "stop", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice",
-    "parallel_tool_calls", "reasoning_effort", "user",
+    "parallel_tool_calls", "reasoning_effort", "user", "thinking",
 })
 # fmt: on
 
@@ -109,6 +109,8 @@ def _generation_config(body: Mapping[str, Any]) -> GenerationConfig:
     effort = body.get("reasoning_effort")
     if effort is not None:
         config["thinkingConfig"] = _thinking(effort)
+    elif body.get("thinking") is not None:
+        config["thinkingConfig"] = _thinking_budget(body["thinking"])
     return cast(GenerationConfig, config)
 
 
@@ -155,6 +157,22 @@ def _thinking(effort: Any) -> ThinkingConfig:
     if budget == 0:
         return {"thinkingBudget": 0}
     return {"thinkingBudget": budget, "includeThoughts": True}
+
+
+def _thinking_budget(thinking: Any) -> ThinkingConfig:
+    """LiteLLM's ``thinking`` parameter (Anthropic's shape), which the Messages ingress sends."""
+    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else None
+    if kind == "enabled" and isinstance(budget, int) and not isinstance(budget, bool):
+        return {"thinkingBudget": budget, "includeThoughts": True}
+    if kind == "adaptive":
+        return {"thinkingBudget": -1, "includeThoughts": True}  # Gemini's dynamic thinking
+    if kind == "disabled":
+        return {"thinkingBudget": 0}
+    raise InvalidRequest(
+        "thinking must be {type: enabled, budget_tokens}, {type: adaptive} or {type: disabled}",
+        param="thinking",
+    )
 
 
 def _declarations(tools: Any, drop: bool) -> list[FunctionDeclaration]:

@@ -1,0 +1,83 @@
+"""Chat completions over any provider: the provider's translators, OpenAI's bytes out.
+
+This is the hot path. The stream pipe is the relay's former inner loop,
+unchanged: SSE decoder -> provider translator -> one ``data:`` line per chunk,
+and ``data: [DONE]`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from feathergate.errors import UpstreamStatusError
+from feathergate.operations.base import Answer, ClientRequest
+from feathergate.providers import get_provider
+from feathergate.providers.base import CallContext, Chunk, Provider, UpstreamRequest
+from feathergate.sse import DONE, SSEDecoder, encode_data
+
+__all__ = ["ChatOperation", "ChatPipe", "chat", "chunk_tokens"]
+
+
+def chunk_tokens(usage: Any) -> int | None:
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else None
+
+
+class ChatPipe:
+    __slots__ = ("_decoder", "_translator", "tokens")
+
+    def __init__(self, provider: Provider, ctx: CallContext) -> None:
+        self._decoder = SSEDecoder()
+        self._translator = provider.stream_translator(ctx)
+        self.tokens: int | None = None
+
+    def _encode(self, chunks: list[Chunk]) -> bytes:
+        for chunk in chunks:
+            usage = chunk.get("usage")
+            if usage:
+                self.tokens = chunk_tokens(usage)
+        return b"".join(encode_data(chunk) for chunk in chunks)
+
+    def feed(self, data: bytes) -> bytes:
+        translator = self._translator
+        return self._encode([c for e in self._decoder.feed(data) for c in translator.feed(e)])
+
+    def finish(self) -> bytes:
+        translator = self._translator
+        chunks = [c for e in self._decoder.finish() for c in translator.feed(e)]
+        return self._encode(chunks + translator.finish()) + DONE
+
+
+class ChatOperation:
+    """``POST /v1/chat/completions`` for one provider."""
+
+    __slots__ = ("provider",)
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def assets_to_fetch(self, request: ClientRequest) -> list[str]:
+        fetch = getattr(self.provider, "assets_to_fetch", None)
+        return fetch(request.body) if fetch is not None else []
+
+    def build_request(self, request: ClientRequest, ctx: CallContext) -> UpstreamRequest:
+        return self.provider.build_request(request.body, ctx)
+
+    def parse_response(self, body: bytes, request: ClientRequest, ctx: CallContext) -> Answer:
+        completion = self.provider.parse_response(body, ctx)
+        tokens = chunk_tokens(completion.get("usage"))
+        return Answer(json.dumps(completion).encode(), tokens)
+
+    def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
+        return ChatPipe(self.provider, ctx)
+
+    def map_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamStatusError:
+        return self.provider.map_error(status, headers, body)
+
+
+def chat(adapter: str) -> ChatOperation:
+    return ChatOperation(get_provider(adapter))

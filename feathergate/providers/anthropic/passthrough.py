@@ -1,0 +1,237 @@
+"""The Messages API to an Anthropic upstream: a passthrough, lossless on purpose.
+
+INGRESS.md §4.8.1. The request body goes out as the client sent it, byte for
+byte, but for ``model`` (:mod:`feathergate.splice`), so ``cache_control``,
+thinking blocks and their signatures, documents, server tools and fields
+newer than this code all reach Anthropic untouched. ``anthropic-version`` is
+the client's (``2023-06-01`` when it sent none) and ``anthropic-beta`` is the
+client's, joined with the deployment's own ``extra_headers`` betas; the key is
+the deployment's, never the client's. ``?beta=true`` (the SDK's beta
+namespace) is kept.
+
+The answer comes back the same way: a JSON body with only ``model`` spliced
+back to the client's alias, or the SSE stream relayed event by event, with
+only ``message_start`` re-encoded (its ``message.model``). The pipe still
+reads the events it must: ``message_start`` and ``message_delta`` for the
+usage the router counts, ``error`` (raised, so that an error before anything
+reached the client can be retried and a later one ends the stream in
+Anthropic's shape), and ``message_stop``, without which the stream was cut.
+
+Errors keep Anthropic's own status (529 stays 529, 413 stays 413): the
+client speaks Anthropic's API and its SDK maps them itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from feathergate.config import Deployment
+from feathergate.errors import (
+    InvalidRequest,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    type_for_status,
+)
+from feathergate.ingress.anthropic.request import MessagesRequest
+from feathergate.operations.base import Answer
+from feathergate.providers.anthropic.adapter import ANTHROPIC_VERSION, messages_url
+from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.splice import parse_members, splice
+from feathergate.sse import SSEDecoder, SSEEvent
+
+__all__ = [
+    "CountTokensPassthrough",
+    "MessagesPassthrough",
+    "PassthroughPipe",
+    "count_tokens",
+    "messages",
+    "passthrough_error",
+]
+
+# Anthropic error.type -> the status it comes with (PROTOCOLS.md §2.5), for in-stream errors.
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def _headers(request: MessagesRequest, dep: Deployment) -> list[tuple[str, str]]:
+    headers = {
+        "content-type": "application/json",
+        "anthropic-version": request.version or ANTHROPIC_VERSION,
+    }
+    if dep.api_key.value:
+        headers["x-api-key"] = dep.api_key.value
+    betas = (request.betas or "").split(",")
+    for name, value in dep.extra_headers:
+        if name.lower() == "anthropic-beta":
+            betas += value.split(",")
+        else:
+            headers[name.lower()] = value  # the deployment's word wins
+    kept = dict.fromkeys(b.strip() for b in betas if b.strip())  # in order, once each
+    if kept:
+        headers["anthropic-beta"] = ",".join(kept)
+    return list(headers.items())
+
+
+def _upstream_request(request: MessagesRequest, dep: Deployment, path: str) -> UpstreamRequest:
+    url = messages_url(dep.api_base) + path + ("?beta=true" if request.beta_query else "")
+    return UpstreamRequest(url, _headers(request, dep), splice(request.members, dep.model))
+
+
+def _count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _tokens(usage: Any) -> int | None:
+    if not isinstance(usage, Mapping):
+        return None
+    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    return sum(_count(usage, k) for k in keys) + _count(usage, "output_tokens")
+
+
+def passthrough_error(status: int, error: Any, retry_after: str | None) -> UpstreamStatusError:
+    detail = error if isinstance(error, Mapping) else {}
+    message = detail.get("message")
+    kind = detail.get("type")
+    return UpstreamStatusError(
+        status,
+        message if isinstance(message, str) and message else f"anthropic answered HTTP {status}",
+        type=type_for_status(status),
+        code=kind if isinstance(kind, str) else None,
+        retry_after=retry_after,
+    )
+
+
+def _map_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamStatusError:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        text = body.decode("utf-8", "replace").strip()[:500]
+        error = {"message": text or f"anthropic answered HTTP {status}"}
+    retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    return passthrough_error(status, error, retry_after)
+
+
+class PassthroughPipe:
+    """Anthropic's SSE in, the same events out; only ``message_start`` is touched."""
+
+    __slots__ = ("_alias", "_decoder", "_stopped", "_usage")
+
+    def __init__(self, alias: str) -> None:
+        self._alias = alias
+        self._decoder = SSEDecoder()
+        self._stopped = False
+        self._usage: dict[str, Any] = {}
+
+    @property
+    def tokens(self) -> int | None:
+        return _tokens(self._usage) if self._usage else None
+
+    def feed(self, data: bytes) -> bytes:
+        return b"".join(self._event(e) for e in self._decoder.feed(data))
+
+    def finish(self) -> bytes:
+        tail = b"".join(self._event(e) for e in self._decoder.finish())
+        if not self._stopped:
+            raise UpstreamProtocolError("anthropic stream ended before message_stop")
+        return tail
+
+    def _event(self, event: SSEEvent) -> bytes:
+        name, data = event.event, event.data
+        if name == "message":  # no `event:` line; Anthropic always sends one, but be kind
+            name = str(_json(data).get("type") or name)
+        if name == "message_start":
+            payload = _json(data)
+            message = payload.get("message")
+            if isinstance(message, dict):
+                message["model"] = self._alias
+                self._usage.update(message.get("usage") or {})
+            data = json.dumps(payload, separators=(",", ":"))
+        elif name == "message_delta":
+            usage = _json(data).get("usage")
+            if isinstance(usage, dict):  # cumulative (§2.4): the last value of each wins
+                self._usage.update({k: v for k, v in usage.items() if v is not None})
+        elif name == "message_stop":
+            self._stopped = True
+        elif name == "error":
+            error = _json(data).get("error")
+            kind = error.get("type") if isinstance(error, dict) else None
+            status = _TYPE_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+            raise passthrough_error(status, error, None)
+        return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+def _json(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        raise UpstreamProtocolError(f"anthropic sent a malformed event: {data[:200]!r}") from None
+    if not isinstance(payload, dict):
+        raise UpstreamProtocolError("anthropic sent a stream event that is not an object")
+    return payload
+
+
+def _object(body: bytes) -> Any:
+    try:
+        return parse_members(body.decode("utf-8"), "model")
+    except ValueError:
+        raise UpstreamProtocolError("anthropic sent a response that is not JSON") from None
+
+
+class MessagesPassthrough:
+    """``POST /v1/messages`` to an Anthropic upstream."""
+
+    def build_request(self, request: MessagesRequest, ctx: CallContext) -> UpstreamRequest:
+        return _upstream_request(request, ctx.deployment, "")
+
+    def parse_response(self, body: bytes, request: MessagesRequest, ctx: CallContext) -> Answer:
+        members = _object(body)
+        if not isinstance(members.value, dict):
+            raise UpstreamProtocolError("anthropic sent a response that is not a JSON object")
+        return Answer(splice(members, ctx.alias), _tokens(members.value.get("usage")))
+
+    def stream(self, request: MessagesRequest, ctx: CallContext) -> PassthroughPipe:
+        return PassthroughPipe(ctx.alias)
+
+    def map_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamStatusError:
+        return _map_error(status, headers, body)
+
+
+class CountTokensPassthrough(MessagesPassthrough):
+    """``POST /v1/messages/count_tokens`` to an Anthropic upstream; never streamed."""
+
+    def build_request(self, request: MessagesRequest, ctx: CallContext) -> UpstreamRequest:
+        return _upstream_request(request, ctx.deployment, "/count_tokens")
+
+    def parse_response(self, body: bytes, request: MessagesRequest, ctx: CallContext) -> Answer:
+        if not isinstance(_object(body).value, dict):
+            raise UpstreamProtocolError("anthropic sent a response that is not a JSON object")
+        return Answer(body)
+
+    def stream(self, request: MessagesRequest, ctx: CallContext) -> PassthroughPipe:
+        raise InvalidRequest("count_tokens answers are not streamed")
+
+
+def messages(adapter: str) -> MessagesPassthrough:
+    return MessagesPassthrough()
+
+
+def count_tokens(adapter: str) -> CountTokensPassthrough:
+    return CountTokensPassthrough()

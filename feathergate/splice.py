@@ -1,0 +1,86 @@
+"""Replace one top-level member of a JSON object and leave every other byte alone.
+
+A passthrough must send the body "as the client sent it but for ``model``"
+(INGRESS.md §4.8.1): re-encoding the parsed object would keep the meaning but
+not the bytes (number spellings, escapes, spacing), and the bytes are what
+prompt caching and signatures are checked against upstream. So the object is
+parsed member by member with the stdlib's C scanner, noting where each
+``model`` value starts and ends, and the new value is spliced in there. It
+costs what ``json.loads`` costs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Members", "parse_members", "splice"]
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+_scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]  # C, untyped
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """A parsed JSON object and where the values of a chosen key lie in the text."""
+
+    text: str
+    value: Any  # a dict, unless the text was valid JSON of another type
+    spans: tuple[tuple[int, int], ...]  # [start, end) of each occurrence of the key
+
+
+def _skip(text: str, i: int) -> int:
+    match = _SPACE.match(text, i)
+    return match.end() if match is not None else i
+
+
+def parse_members(text: str, key: str) -> Members:
+    """Parse ``text`` (a JSON object); raises ``ValueError`` like ``json.loads``."""
+    i = _skip(text, 0)
+    if text[i : i + 1] != "{":
+        other = json.loads(text)  # a valid non-object still parses, for the caller to refuse
+        return Members(text, other, ())
+    value: dict[str, Any] = {}
+    spans: list[tuple[int, int]] = []
+    i = _skip(text, i + 1)
+    if text[i : i + 1] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i : i + 1] != '"':
+                raise ValueError(f"expected a property name at character {i}")
+            name, i = _scanstring(text, i + 1)
+            i = _skip(text, i)
+            if text[i : i + 1] != ":":
+                raise ValueError(f"expected ':' at character {i}")
+            i = _skip(text, i + 1)
+            try:
+                member, end = _DECODER.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                raise ValueError(str(exc)) from None
+            value[name] = member
+            if name == key:
+                spans.append((i, end))
+            i = _skip(text, end)
+            if text[i : i + 1] == ",":
+                i = _skip(text, i + 1)
+                continue
+            if text[i : i + 1] == "}":
+                i += 1
+                break
+            raise ValueError(f"expected ',' or '}}' at character {i}")
+    if _skip(text, i) != len(text):
+        raise ValueError(f"extra data at character {i}")
+    return Members(text, value, tuple(spans))
+
+
+def splice(members: Members, replacement: Any) -> bytes:
+    """The text with every value of the key replaced by ``replacement``, as UTF-8."""
+    text = members.text
+    encoded = json.dumps(replacement)
+    for start, end in reversed(members.spans):
+        text = text[:start] + encoded + text[end:]
+    return text.encode()

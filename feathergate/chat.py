@@ -1,14 +1,23 @@
-"""Checks on an incoming chat request before any upstream is chosen."""
+"""Checks on an incoming chat request before any upstream is chosen.
+
+Bounded work per request: the body nests at most
+:data:`feathergate.clientjson.MAX_DEPTH` levels and holds at most
+``max_messages`` messages (``feathergate_settings.max_messages``, default
+:data:`DEFAULT_MAX_MESSAGES`, Anthropic's documented ceiling: no upstream
+takes more, and long agent transcripts stay far below it).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from feathergate import clientjson
 from feathergate.errors import InvalidRequest
 
-__all__ = ["ChatRequest", "parse_chat_request"]
+__all__ = ["DEFAULT_MAX_MESSAGES", "ChatRequest", "parse_chat_request"]
+
+DEFAULT_MAX_MESSAGES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,11 +26,12 @@ class ChatRequest:
     model: str
     stream: bool
     include_usage: bool
+    size: int = 0  # bytes of the raw body: what decides whether work on it leaves the loop
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def parse_chat_request(raw: bytes, max_messages: int = DEFAULT_MAX_MESSAGES) -> ChatRequest:
     try:
-        body = json.loads(raw)
+        body = clientjson.parse(raw, None)
     except ValueError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -32,6 +42,12 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"'messages' holds {len(messages)} messages; this gateway takes at most {max_messages}",
+            param="messages",
+        )
+    clientjson.check_depth(body, None)
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidRequest(
@@ -51,4 +67,4 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         if not isinstance(options, dict):
             raise InvalidRequest("'stream_options' must be an object", param="stream_options")
     include_usage = bool(stream and options and options.get("include_usage"))
-    return ChatRequest(body, model, stream, include_usage)
+    return ChatRequest(body, model, stream, include_usage, len(raw))

@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from feathergate.chunks import completion, make_usage
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.anthropic.tools import JSON_TOOL_NAME
 from feathergate.providers.base import CallContext, Completion
+from feathergate.providers.chunks import completion, make_usage
 
 __all__ = [
     "FINISH_REASONS",

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from feathergate.chunks import ChunkFactory
 from feathergate.errors import UpstreamProtocolError
 from feathergate.providers.anthropic.response import (
     arguments_json,
@@ -31,6 +30,7 @@ from feathergate.providers.anthropic.response import (
 )
 from feathergate.providers.anthropic.tools import JSON_TOOL_NAME
 from feathergate.providers.base import CallContext, Chunk
+from feathergate.providers.chunks import ChunkFactory
 from feathergate.sse import SSEEvent
 
 __all__ = ["AnthropicStreamTranslator"]

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from feathergate.chunks import completion, make_usage
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.base import CallContext, Completion
+from feathergate.providers.chunks import completion, make_usage
 from feathergate.providers.gemini.ids import make_tool_call_id
 
 __all__ = [

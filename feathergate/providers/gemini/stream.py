@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from feathergate.chunks import ChunkFactory
 from feathergate.errors import UpstreamProtocolError
 from feathergate.providers.base import CallContext, Chunk
+from feathergate.providers.chunks import ChunkFactory
 from feathergate.providers.gemini.response import (
     choice_index,
     error_from_payload,

@@ -188,7 +188,10 @@ class _Builder:
 
 
 def _is_results(content: Content) -> bool:
-    return any("functionResponse" in part for part in content["parts"])
+    # Results turns hold only functionResponse parts and are never merged
+    # into, so the first part tells; looking at every part made a long run of
+    # same-role messages quadratic.
+    return "functionResponse" in content["parts"][0]
 
 
 def _text(content: Any, where: str, *, refusal: bool = False) -> str:

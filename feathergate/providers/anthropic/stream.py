@@ -78,7 +78,7 @@ class AnthropicStreamTranslator:
             return []
         try:
             data = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamProtocolError(
                 f"anthropic sent a malformed stream event: {event.data[:200]!r}"
             ) from None

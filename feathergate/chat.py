@@ -2,9 +2,9 @@
 
 Bounded work per request: the body nests at most
 :data:`feathergate.clientjson.MAX_DEPTH` levels and holds at most
-``max_messages`` messages (``feathergate_settings.max_messages``, default
-:data:`DEFAULT_MAX_MESSAGES`, Anthropic's documented ceiling: no upstream
-takes more, and long agent transcripts stay far below it).
+``max_messages`` messages (``feathergate_settings.max_messages``, by default
+100,000, Anthropic's documented ceiling: no upstream takes more, and long
+agent transcripts stay far below it).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from typing import Any
 from feathergate import clientjson
 from feathergate.errors import InvalidRequest
 
-__all__ = ["DEFAULT_MAX_MESSAGES", "ChatRequest", "parse_chat_request"]
-
-DEFAULT_MAX_MESSAGES = 100_000
+__all__ = ["ChatRequest", "parse_chat_request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +27,7 @@ class ChatRequest:
     size: int = 0  # bytes of the raw body: what decides whether work on it leaves the loop
 
 
-def parse_chat_request(raw: bytes, max_messages: int = DEFAULT_MAX_MESSAGES) -> ChatRequest:
+def parse_chat_request(raw: bytes, max_messages: int) -> ChatRequest:
     try:
         body = clientjson.parse(raw, None)
     except ValueError as exc:

@@ -10,6 +10,16 @@ request needs (a tool schema nests a few levels per model it describes) and
 far below the interpreter's recursion limit; deeper input is a 400 naming
 where it was.
 
+A body of :data:`LARGE_BODY` bytes or more is parsed, translated and
+encoded in a worker thread (:mod:`feathergate.offload`), which shares the
+GIL with the event loop. The loop gets the GIL back only between bytecodes,
+never inside one C call, and one ``json.loads`` or ``json.dumps`` of a 30 MB
+body is a single C call of a few hundred milliseconds. So large bodies are
+parsed with a no-op object hook (the parser calls back into Python for each
+object: a switch point each time), encoded in pieces of at most
+:data:`_PIECE` list items, and taken apart in pieces when the request is
+done (:func:`dispose`).
+
 On the way out, translated bodies are encoded as UTF-8, which cannot carry
 a lone UTF-16 surrogate (JSON's ``"\\ud800"`` escape decodes to one).
 Anthropic answers such a body with 400 "no low surrogate in string" and
@@ -28,9 +38,11 @@ from typing import Any
 
 from feathergate.errors import InvalidRequest
 
-__all__ = ["MAX_DEPTH", "check_depth", "dumps", "loads", "parse"]
+__all__ = ["LARGE_BODY", "MAX_DEPTH", "check_depth", "dispose", "dumps", "loads", "parse"]
 
 MAX_DEPTH = 128
+LARGE_BODY = 1024 * 1024
+_PIECE = 64  # list items per C call when encoding or freeing a large body
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -53,10 +65,15 @@ def loads(data: str | bytes, param: str | None) -> Any:
 
 def parse(data: str | bytes, param: str | None) -> Any:
     """:func:`loads` without the depth check, for a caller with cheaper checks to make first."""
+    hook = _same if len(data) >= LARGE_BODY else None
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_reject_constant, object_hook=hook)
     except RecursionError:
         raise _too_deep(param) from None
+
+
+def _same(value: dict[str, Any]) -> dict[str, Any]:
+    return value
 
 
 def check_depth(value: Any, param: str | None) -> None:
@@ -102,17 +119,20 @@ def _deep_path(value: Any) -> str | None:
     return None
 
 
-def dumps(payload: Any, source: Mapping[str, Any], *, ascii: bool = False) -> bytes:
+def dumps(
+    payload: Any, source: Mapping[str, Any], *, ascii: bool = False, pieces: bool = False
+) -> bytes:
     """``payload`` as compact JSON bytes; ``source`` is the client body it came from.
 
     UTF-8, where a lone surrogate is a 400 naming the field of ``source``
     that holds it; with ``ascii``, every character beyond ASCII is escaped
     instead, a lone surrogate included, for an upstream that judges it
     itself. A number JSON cannot carry (``1e400`` parses as infinity) is a
-    400 either way.
+    400 either way. ``pieces``: a large body's, encoded a piece at a time.
     """
+    encoder = json.JSONEncoder(ensure_ascii=ascii, separators=(",", ":"), allow_nan=False)
     try:
-        text = json.dumps(payload, ensure_ascii=ascii, separators=(",", ":"), allow_nan=False)
+        text = "".join(_pieces(payload, encoder.encode, 6)) if pieces else encoder.encode(payload)
     except ValueError:
         what = "number out of range (JSON has no Infinity or NaN)"
         raise _bad(source, _not_finite, what) from None
@@ -122,6 +142,55 @@ def dumps(payload: Any, source: Mapping[str, Any], *, ascii: bool = False) -> by
         raise _bad(
             source, _has_surrogate, "text contains a lone UTF-16 surrogate, not valid Unicode"
         ) from None
+
+
+def _pieces(value: Any, encode: Callable[[Any], str], depth: int) -> list[str]:
+    """``value`` encoded by one C call per short list or per :data:`_PIECE` items of a long one.
+
+    Short lists and objects are opened up (a Gemini body is one ``contents``
+    item holding every part) down to ``depth``; a long list's items are not.
+    """
+    if depth == 0 or not value or type(value) not in (dict, list):
+        return [encode(value)]
+    if type(value) is dict:
+        if not all(type(key) is str for key in value):
+            return [encode(value)]
+        out = ["{"]
+        for key, item in value.items():
+            out += (encode(key), ":", *_pieces(item, encode, depth - 1), ",")
+        out[-1] = "}"
+        return out
+    if len(value) > _PIECE:
+        batches = (encode(value[i : i + _PIECE])[1:-1] for i in range(0, len(value), _PIECE))
+        return ["[", ",".join(batches), "]"]
+    out = ["["]
+    for item in value:
+        out += (*_pieces(item, encode, depth - 1), ",")
+    out[-1] = "]"
+    return out
+
+
+def dispose(value: Any, depth: int = 6) -> None:
+    """Empty a large body a piece at a time: freed at once, it is one long C call.
+
+    Like :func:`_pieces`: short lists and objects are opened up, a long
+    list goes :data:`_PIECE` items at a time. For the end of a request, in a
+    worker thread; ``value`` is empty after.
+    """
+    if depth == 0:
+        return
+    if type(value) is dict:
+        for item in value.values():
+            dispose(item, depth - 1)
+        value.clear()
+    elif type(value) is list:
+        if len(value) > _PIECE:
+            while value:
+                del value[-_PIECE:]
+        else:
+            for item in value:
+                dispose(item, depth - 1)
+            value.clear()
 
 
 def _bad(source: Mapping[str, Any], bad: Callable[[Any], bool], what: str) -> InvalidRequest:

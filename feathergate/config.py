@@ -124,6 +124,7 @@ class ServerSettings:
     body_timeout: float = 600.0
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
+    max_messages: int = 100_000  # per request; Anthropic's documented ceiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ _FEATHERGATE_KEYS = {
     "tcp_user_timeout",
     "client_stall_timeout",
     "provider_defaults",
+    "max_messages",
 }
 _DEADLINE_KEYS = {"timeout", "stream_timeout", "connect_timeout", "first_token_timeout"}
 _STRATEGIES = {
@@ -572,4 +574,6 @@ class _Parser:
             tcp_user_timeout=seconds("tcp_user_timeout", defaults.tcp_user_timeout),
             client_stall_timeout=seconds("client_stall_timeout", defaults.client_stall_timeout)
             or defaults.client_stall_timeout,
+            max_messages=self._int(ours.get("max_messages"), "feathergate_settings.max_messages")
+            or defaults.max_messages,
         )

@@ -11,11 +11,14 @@ import hmac
 import itertools
 import secrets
 import time
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
-from feathergate import metrics
+from feathergate import metrics, offload
 from feathergate.chat import ChatRequest, parse_chat_request
+from feathergate.clientjson import LARGE_BODY, dispose
 from feathergate.config import Config, Deployment
 from feathergate.errors import (
     AuthenticationFailed,
@@ -23,9 +26,11 @@ from feathergate.errors import (
     MissingCredential,
     ProviderUnsupported,
     RouteError,
+    error_event,
 )
+from feathergate.lastresort import internal_error, secrets_of
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext
+from feathergate.providers.base import CallContext, Provider
 from feathergate.relay import (
     Attempt,
     ClientDisconnected,
@@ -57,6 +62,7 @@ class Runtime:
         self.drain = Drain()
         self.pool: UpstreamPool | None = None
         self.draining = False
+        self.secrets = secrets_of(config)  # masked out of every logged traceback
 
     async def open(self) -> None:
         self.pool = UpstreamPool(self.config)
@@ -86,9 +92,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class Gateway:
-    def __init__(self, runtime: Runtime, fallback: ASGIApp) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        fallback: ASGIApp,
+        provider_for: Callable[[str], Provider] = get_provider,
+    ) -> None:
         self.runtime = runtime
         self.fallback = fallback
+        self.provider_for = provider_for  # adapter name -> provider: the registry
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "http" and scope["path"] in CHAT_PATHS:
@@ -105,12 +117,14 @@ class Gateway:
         runtime = self.runtime
         model = "unknown"
         status = 500
+        exchange: Exchange | None = None
         try:
             try:
                 check_master_key(runtime.config, _header(scope, b"authorization"))
                 server = runtime.config.server
                 raw = await read_body(receive, server.max_request_bytes, server.body_timeout)
-                request = parse_chat_request(raw)
+                parse = partial(parse_chat_request, raw, server.max_messages)
+                request = await offload.run(parse, size=len(raw))
                 # About four bytes a token: only rpm/tpm accounting uses the estimate.
                 plan = runtime.router.plan(
                     request.model, stream=request.stream, prompt_tokens=len(raw) // 4
@@ -123,11 +137,26 @@ class Gateway:
             status = await relay(
                 exchange, plan, lambda dep: self._attempt(dep, request), receive, send
             )
+            if request.size >= LARGE_BODY:  # freed here, it would be one long C call on the loop
+                await offload.run(partial(dispose, request.body), size=request.size)
         except ClientDisconnected:
             status = 499
+        except Exception as exc:  # the last resort: see feathergate.lastresort
+            status = await self._internal_error(exc, scope, send, exchange)
         finally:
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
+
+    async def _internal_error(
+        self, exc: Exception, scope: Scope, send: ASGISend, exchange: Exchange | None
+    ) -> int:
+        err = internal_error(exc, scope["path"], self.runtime.secrets)
+        if exchange is None or not exchange.response_started:
+            return await send_error(send, err, exchange.headers if exchange else [])
+        if not exchange.finishing:  # a stream is open: end it with the error
+            exchange.finishing = True
+            await send({"type": "http.response.body", "body": error_event(err), "more_body": False})
+        return exchange.status
 
     def _attempt(self, dep: Deployment, request: ChatRequest) -> Attempt:
         if dep.unavailable:
@@ -146,6 +175,7 @@ class Gateway:
             include_usage=request.include_usage,
             completion_id=f"chatcmpl-{_ID_PREFIX}{next(_ids):x}",
             created=int(time.time()),
+            large_body=request.size >= LARGE_BODY,
         )
         adapter = "mock" if dep.mock_response is not None else dep.adapter
-        return Attempt(get_provider(adapter), ctx, pool.transport(dep), pool.assets)
+        return Attempt(self.provider_for(adapter), ctx, pool.transport(dep), pool.assets)

@@ -65,6 +65,9 @@ class CallContext:
     completion_id: str  # "chatcmpl-...": the same on every chunk
     created: int
     assets: Mapping[str, Asset] = field(default_factory=dict)
+    # The client's body is large: translated in a worker thread, to be encoded
+    # in pieces (feathergate.clientjson).
+    large_body: bool = False
 
 
 class StreamTranslator(Protocol):

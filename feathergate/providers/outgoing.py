@@ -25,15 +25,16 @@ def json_request(
     deployment: Deployment,
     headers: Mapping[str, str],
     ascii: bool = False,
+    pieces: bool = False,
 ) -> UpstreamRequest:
     """``payload`` (translated from the client body ``source``) as a POST to ``url``.
 
     ``headers`` are lower-case names, the API key among them when it is set.
-    ``ascii``: see :func:`feathergate.clientjson.dumps`; the OpenAI
-    passthrough leaves a lone surrogate to the upstream to judge.
+    ``ascii`` and ``pieces``: see :func:`feathergate.clientjson.dumps`; the
+    OpenAI passthrough leaves a lone surrogate to the upstream to judge.
     """
     merged = {"content-type": "application/json", **headers}
     for name, value in deployment.extra_headers:
         merged[name.lower()] = value
-    content = dumps(payload, source, ascii=ascii)
+    content = dumps(payload, source, ascii=ascii, pieces=pieces)
     return UpstreamRequest(url, list(merged.items()), content)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 import trio
 
-from feathergate import metrics
+from feathergate import metrics, offload
 from feathergate.assets import fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import (
@@ -69,7 +69,8 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
     total_at = started + (attempt.deadlines.total or math.inf)
     ctx = attempt.ctx
     fetch = getattr(attempt.provider, "assets_to_fetch", None)
-    urls = fetch(ex.request.body) if fetch is not None else None
+    size = ex.request.size
+    urls = await offload.run(partial(fetch, ex.request.body), size=size) if fetch else None
     if urls:
         ex.phase = "assets"
         with trio.move_on_at(total_at) as scope:
@@ -79,7 +80,8 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
         if scope.cancelled_caught:
             raise UpstreamTimeout("total", attempt.deadlines.total or 0)
         ctx = attempt.ctx = replace(ctx, assets=assets)
-    request = attempt.provider.build_request(ex.request.body, ctx)
+    build = partial(attempt.provider.build_request, ex.request.body, ctx)
+    request = await offload.run(build, size=size)
     if ctx.stream:
         await _stream(ex, attempt, request, send, total_at)
     else:
@@ -221,10 +223,20 @@ async def _stream(
         sender, receiver = trio.open_memory_channel[bytes](_CHANNEL_SIZE)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, send, receiver, ex)
-            async with sender:
-                tail = await _pump(
-                    ex, attempt, response, decoder, translator, encode, sender, total_at
-                )
+            # Closed without a checkpoint (`with`, not `async with`): one in
+            # the way of an exception from the pump would be cancelled below,
+            # and that Cancelled would take the exception's place.
+            with sender:
+                try:
+                    tail = await _pump(
+                        ex, attempt, response, decoder, translator, encode, sender, total_at
+                    )
+                except BaseException:
+                    # Not a GatewayError (_pump answers those): a bug, or our
+                    # own cancellation. The writer must not end the response as
+                    # if it were complete; the gateway's last resort ends it.
+                    nursery.cancel_scope.cancel()
+                    raise
                 # Let go of the upstream before waiting on the client.
                 response.close()
                 delivered = False
@@ -308,5 +320,9 @@ async def _write(send: ASGISend, receiver: trio.MemoryReceiveChannel[bytes], ex:
                     break
             body = parts[0] if len(parts) == 1 else b"".join(parts)
             await send({"type": "http.response.body", "body": body, "more_body": True})
+        # Cancelled, the channel may still have drained to its end: the last
+        # message is not ours to send then, and Hypercorn must not get it
+        # half way (its end of response has awaits of its own).
+        await trio.lowlevel.checkpoint_if_cancelled()
         ex.finishing = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})

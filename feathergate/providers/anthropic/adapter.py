@@ -45,7 +45,12 @@ class AnthropicProvider:
         if dep.api_key.value:
             headers["x-api-key"] = dep.api_key.value
         return json_request(
-            messages_url(dep.api_base), payload, source=body, deployment=dep, headers=headers
+            messages_url(dep.api_base),
+            payload,
+            source=body,
+            deployment=dep,
+            headers=headers,
+            pieces=ctx.large_body,
         )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:

@@ -48,7 +48,9 @@ class GeminiProvider:
         payload = build_body(body, ctx)
         headers = {"x-goog-api-key": dep.api_key.value} if dep.api_key.value else {}
         url = model_url(dep, stream=ctx.stream)
-        return json_request(url, payload, source=body, deployment=dep, headers=headers)
+        return json_request(
+            url, payload, source=body, deployment=dep, headers=headers, pieces=ctx.large_body
+        )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:
         return parse_response(body, ctx)

@@ -43,6 +43,7 @@ class OpenAIProvider:
             deployment=ctx.deployment,
             headers=dict(self.auth_headers(ctx)),
             ascii=True,
+            pieces=ctx.large_body,
         )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:

@@ -17,8 +17,8 @@ never inside one C call, and one ``json.loads`` or ``json.dumps`` of a 30 MB
 body is a single C call of a few hundred milliseconds. So large bodies are
 parsed with a no-op object hook (the parser calls back into Python for each
 object: a switch point each time), encoded in pieces of at most
-:data:`_PIECE` list items, and taken apart in pieces when the request is
-done (:func:`dispose`).
+:data:`_PIECE` list items or :data:`_CHARS` characters, and taken apart in
+pieces when the request is done (:func:`dispose`).
 
 On the way out, translated bodies are encoded as UTF-8, which cannot carry
 a lone UTF-16 surrogate (JSON's ``"\\ud800"`` escape decodes to one).
@@ -43,6 +43,7 @@ __all__ = ["LARGE_BODY", "MAX_DEPTH", "check_depth", "dispose", "dumps", "loads"
 MAX_DEPTH = 128
 LARGE_BODY = 1024 * 1024
 _PIECE = 64  # list items per C call when encoding or freeing a large body
+_CHARS = 1 << 20  # characters of one long string per C call when encoding it
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -145,11 +146,16 @@ def dumps(
 
 
 def _pieces(value: Any, encode: Callable[[Any], str], depth: int) -> list[str]:
-    """``value`` encoded by one C call per short list or per :data:`_PIECE` items of a long one.
+    """``value`` encoded in pieces, each one C call.
 
-    Short lists and objects are opened up (a Gemini body is one ``contents``
-    item holding every part) down to ``depth``; a long list's items are not.
+    A piece is a leaf, :data:`_PIECE` items of a long list, or
+    :data:`_CHARS` characters of a long string. Short lists and objects are
+    opened up (a Gemini body is one ``contents`` item holding every part)
+    down to ``depth``; the items of a long list are not.
     """
+    if type(value) is str and len(value) > _CHARS:  # JSON escapes each character alone
+        chunks = (encode(value[i : i + _CHARS])[1:-1] for i in range(0, len(value), _CHARS))
+        return ['"', *chunks, '"']
     if depth == 0 or not value or type(value) not in (dict, list):
         return [encode(value)]
     if type(value) is dict:

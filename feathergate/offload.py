@@ -28,6 +28,7 @@ limiter slot and its copy of the body, with nobody waiting for it.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -42,6 +43,9 @@ __all__ = ["MAX_THREADS", "run"]
 T = TypeVar("T")
 
 MAX_THREADS = 2
+# A loop thread waiting for the GIL takes it after this long (CPython's
+# default is 5 ms); a stream's first token takes a dozen such waits.
+_SWITCH = 0.0005
 
 _limiter: RunVar[trio.CapacityLimiter] = RunVar("feathergate.offload")
 
@@ -62,24 +66,28 @@ async def run(work: Callable[[], T], *, size: int) -> T:
     return await trio.to_thread.run_sync(_without_gc, work, limiter=_current_limiter())
 
 
-class _Pause:
-    """Pauses of the cyclic collector, counted: one ends when the last worker is done."""
+class _Busy:
+    """While workers run: the collector paused, the GIL handed over sooner; counted."""
 
     lock = threading.Lock()
-    holders = 0
-    resume = False  # whether the collector was on when the first pause began
+    workers = 0
+    collector = False  # whether the collector was on when the first worker began
+    interval = 0.005  # the switch interval then
 
 
 def _without_gc(work: Callable[[], T]) -> T:
-    with _Pause.lock:
-        if _Pause.holders == 0:
-            _Pause.resume = gc.isenabled()
+    with _Busy.lock:
+        if _Busy.workers == 0:
+            _Busy.collector, _Busy.interval = gc.isenabled(), sys.getswitchinterval()
             gc.disable()
-        _Pause.holders += 1
+            sys.setswitchinterval(_SWITCH)
+        _Busy.workers += 1
     try:
         return work()
     finally:
-        with _Pause.lock:
-            _Pause.holders -= 1
-            if _Pause.holders == 0 and _Pause.resume:
-                gc.enable()
+        with _Busy.lock:
+            _Busy.workers -= 1
+            if _Busy.workers == 0:
+                sys.setswitchinterval(_Busy.interval)
+                if _Busy.collector:
+                    gc.enable()

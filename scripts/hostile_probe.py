@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import statistics
@@ -56,9 +55,11 @@ def _free_port() -> int:
 
 @contextmanager
 def _child(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    # Run from the log directory, not the checkout: `python -m feathergate`
+    # would import the checkout's package first, whatever PYTHONPATH says.
     with log.open("ab") as sink:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=sink, cwd=ROOT, start_new_session=True
+            argv, stdout=subprocess.PIPE, stderr=sink, cwd=log.parent, start_new_session=True
         )
     try:
         yield proc
@@ -195,9 +196,15 @@ def main() -> None:
             with _child(gateway, logs / "gateway.log"):
                 base = f"http://127.0.0.1:{port}"
                 _wait_ready(base, logs / "gateway.log")
-                where = os.environ.get("PYTHONPATH") or "this checkout"
-                print(f"feathergate ({where}) at {base}")
+                print(f"feathergate ({_which(logs)}) at {base}")
                 trio.run(_probe, base, args)
+
+
+def _which(cwd: Path) -> str:
+    """Where the gateway's ``feathergate`` package comes from (PYTHONPATH, or installed)."""
+    code = "import feathergate, os; print(os.path.dirname(feathergate.__file__))"
+    where = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    return where.stdout.strip()
 
 
 def _upstream(proc: subprocess.Popen[bytes]) -> str:

@@ -20,6 +20,7 @@ from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_credentials
+from feathergate.lastresort import internal_error
 from feathergate.typing import ASGIApp
 
 __all__ = ["create_app"]
@@ -138,6 +139,11 @@ def build_quart(runtime: Runtime) -> Quart:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         return _error(RouteError(exc.code or 400, f"{exc.name}: {request.method} {request.path}"))
+
+    # Quart picks the most specific handler, so HTTPException keeps the one above.
+    @app.errorhandler(Exception)
+    async def last_resort(exc: Exception) -> Response:
+        return _error(internal_error(exc, request.path, runtime.secrets))
 
     return app
 

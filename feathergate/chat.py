@@ -1,11 +1,18 @@
-"""Checks on an incoming chat request before any upstream is chosen."""
+"""Checks on an incoming chat request before any upstream is chosen.
+
+Bounded work per request: the body nests at most
+:data:`feathergate.clientjson.MAX_DEPTH` levels and holds at most
+``max_messages`` messages (``feathergate_settings.max_messages``, by default
+100,000, Anthropic's documented ceiling: no upstream takes more, and long
+agent transcripts stay far below it).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from feathergate import clientjson
 from feathergate.errors import InvalidRequest
 
 __all__ = ["ChatRequest", "parse_chat_request"]
@@ -18,11 +25,12 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     json_mode: bool = False  # response_format asks for a JSON object
+    size: int = 0  # bytes of the raw body: what decides whether work on it leaves the loop
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def parse_chat_request(raw: bytes, max_messages: int) -> ChatRequest:
     try:
-        body = json.loads(raw)
+        body = clientjson.parse(raw, None)
     except ValueError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -33,6 +41,12 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"'messages' holds {len(messages)} messages; this gateway takes at most {max_messages}",
+            param="messages",
+        )
+    clientjson.check_depth(body, None)
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidRequest(
@@ -57,4 +71,4 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         "json_object",
         "json_schema",
     )
-    return ChatRequest(body, model, stream, include_usage, json_mode)
+    return ChatRequest(body, model, stream, include_usage, json_mode, len(raw))

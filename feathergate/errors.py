@@ -1,7 +1,9 @@
 """The one error tree.
 
-Every failure that can reach a client is a :class:`GatewayError`; anything
-else that escapes a handler is a bug and is answered as a plain 500.
+Every failure that can reach a client is a :class:`GatewayError`. Anything
+else that escapes a handler is a bug: the last resort of each route
+(:mod:`feathergate.lastresort`) logs it once and answers an
+:class:`InternalError`, never a bare 500.
 Socket and TLS errors of upstream calls are converted in exactly one place,
 :mod:`feathergate.upstream.http1`; httpx's (image downloads) in
 :mod:`feathergate.assets`.
@@ -18,6 +20,8 @@ Socket and TLS errors of upstream calls are converted in exactly one place,
     ├── RateLimited                    429     rate_limit_error (+ Retry-After)
     ├── MissingCredential              500     server_error (not retryable)
     ├── InvalidUpstreamRequest         500     server_error (config HTTP cannot carry)
+    ├── InternalError                  500     server_error (a bug; x-request-id,
+    │                                          not retryable)
     ├── ProviderUnsupported            501     invalid_request_error
     ├── ShuttingDown                   503     server_error (grace period over)
     ├── RouteError                     404/405 for paths and methods we do not serve
@@ -41,6 +45,7 @@ __all__ = [
     "AuthenticationFailed",
     "ConfigError",
     "GatewayError",
+    "InternalError",
     "InvalidRequest",
     "InvalidUpstreamRequest",
     "MissingCredential",
@@ -188,6 +193,23 @@ class InvalidUpstreamRequest(GatewayError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"x-should-retry", b"false")]
+
+
+class InternalError(GatewayError):
+    """Something escaped every other handler: a bug, reported under a request id."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"internal error (request id {request_id})")
+        self.request_id = request_id
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        # The same input meets the same bug: the SDKs' two automatic retries
+        # would triple its cost and never succeed.
+        return [(b"x-request-id", self.request_id.encode()), (b"x-should-retry", b"false")]
 
 
 class ProviderUnsupported(GatewayError):

@@ -15,11 +15,14 @@ import hmac
 import itertools
 import secrets
 import time
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
-from feathergate import metrics
+from feathergate import metrics, offload
 from feathergate.catalog import CATALOG
+from feathergate.clientjson import LARGE_BODY, dispose
 from feathergate.config import Config, Deployment
 from feathergate.endpoints import ROUTES, Endpoint
 from feathergate.errors import (
@@ -29,8 +32,9 @@ from feathergate.errors import (
     ProviderUnsupported,
     RouteError,
 )
+from feathergate.lastresort import internal_error, secrets_of
 from feathergate.mock import MockTransport
-from feathergate.operations.base import ClientRequest
+from feathergate.operations.base import ClientRequest, Operation
 from feathergate.operations.local import LOCAL
 from feathergate.providers.base import CallContext
 from feathergate.relay import (
@@ -62,6 +66,7 @@ class Runtime:
         self.drain = Drain()
         self.pool: UpstreamPool | None = None
         self.draining = False
+        self.secrets = secrets_of(config)  # masked out of every logged traceback
 
     async def open(self) -> None:
         self.pool = UpstreamPool(self.config, _route)
@@ -126,9 +131,15 @@ def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
 
 
 class Gateway:
-    def __init__(self, runtime: Runtime, fallback: ASGIApp) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        fallback: ASGIApp,
+        operation_for: Callable[[Endpoint, str], Operation] = Endpoint.operation,
+    ) -> None:
         self.runtime = runtime
         self.fallback = fallback
+        self.operation_for = operation_for  # (endpoint, adapter) -> operation: the table
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         endpoint = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
@@ -147,6 +158,7 @@ class Gateway:
         runtime = self.runtime
         model = "unknown"
         status = 500
+        exchange: Exchange | None = None
         try:
             try:
                 _authenticate(runtime.config, scope, endpoint)
@@ -154,9 +166,14 @@ class Gateway:
                 raw = await read_body(
                     receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
                 )
-                request = endpoint.ingress.parse(
-                    raw, scope["headers"], scope.get("query_string", b"")
+                parse = partial(
+                    endpoint.ingress.parse,
+                    raw,
+                    scope["headers"],
+                    scope.get("query_string", b""),
+                    server.max_messages,
                 )
+                request = await offload.run(parse, size=len(raw))
                 # About four bytes a token: only rpm/tpm accounting uses the estimate.
                 plan = runtime.router.plan(
                     request.model,
@@ -173,11 +190,27 @@ class Gateway:
             status = await relay(
                 exchange, plan, lambda dep: self._attempt(endpoint, dep, request), receive, send
             )
+            if request.size >= LARGE_BODY:  # freed here, it would be one long C call on the loop
+                await offload.run(partial(dispose, request.body), size=request.size)
         except ClientDisconnected:
             status = 499
+        except Exception as exc:  # the last resort: see feathergate.lastresort
+            status = await self._internal_error(exc, scope, send, endpoint, exchange)
         finally:
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
+
+    async def _internal_error(
+        self, exc: Exception, scope: Scope, send: ASGISend, endpoint: Endpoint, ex: Exchange | None
+    ) -> int:
+        err = internal_error(exc, scope["path"], self.runtime.secrets)
+        if ex is None or not ex.response_started:
+            return await send_error(send, err, ex.headers if ex else [], endpoint.envelope)
+        if not ex.finishing:  # a stream is open: end it with the error
+            ex.finishing = True
+            body = endpoint.envelope.event(err)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        return ex.status
 
     def _attempt(self, endpoint: Endpoint, dep: Deployment, request: ClientRequest) -> Attempt:
         if dep.unavailable:
@@ -197,7 +230,9 @@ class Gateway:
             completion_id=f"chatcmpl-{_ID_PREFIX}{next(_ids):x}",
             created=int(time.time()),
             json_mode=request.json_mode,
+            large_body=request.size >= LARGE_BODY,
         )
-        operation = endpoint.operation("mock" if dep.mock_response is not None else dep.adapter)
+        adapter = "mock" if dep.mock_response is not None else dep.adapter
+        operation = self.operation_for(endpoint, adapter)
         transport = LOCAL if getattr(operation, "local", False) else pool.transport(dep)
         return Attempt(operation, ctx, transport, pool.assets)

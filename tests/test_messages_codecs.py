@@ -42,7 +42,7 @@ def _ctx(model: str, **params: Any) -> CallContext:
 
 
 def _request(body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> Any:
-    return ANTHROPIC_MESSAGES.parse(json.dumps(body).encode(), headers or [], b"")
+    return ANTHROPIC_MESSAGES.parse(json.dumps(body).encode(), headers or [], b"", 100_000)
 
 
 # -- what the ingress refuses --------------------------------------------------------------
@@ -61,7 +61,7 @@ def _request(body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = N
 def test_the_ingress_refuses_what_no_upstream_could_take(raw: bytes, param: str | None) -> None:
     for codec in (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS):
         with pytest.raises(InvalidRequest) as info:
-            codec.parse(raw, [], b"")
+            codec.parse(raw, [], b"", 100_000)
         assert info.value.param == param
 
 
@@ -72,7 +72,7 @@ def test_the_ingress_keeps_the_headers_the_passthrough_needs() -> None:
         (b"anthropic-version", b"v"),
     ]
     raw = json.dumps({"model": "m", "messages": USER}).encode()
-    request = ANTHROPIC_COUNT_TOKENS.parse(raw, headers, b"x=1&beta=true")
+    request = ANTHROPIC_COUNT_TOKENS.parse(raw, headers, b"x=1&beta=true", 100_000)
     assert (request.betas, request.version, request.beta_query, request.stream) == (
         "a-1,b-2",
         "v",
@@ -372,3 +372,14 @@ def test_gemini_count_tokens_on_bad_answers() -> None:
         operation.stream(request, ctx)
     err = operation.map_error(429, {}, b'{"error": {"code": 429, "message": "slow"}}')
     assert err.http_status == 429
+
+
+def test_the_ingress_bounds_nesting_and_message_count() -> None:
+    deep = b'{"model": "m", "max_tokens": 1, "messages": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    many = json.dumps({"model": "m", "max_tokens": 1, "messages": USER * 3}).encode()
+    for codec in (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS):
+        with pytest.raises(InvalidRequest, match="nested"):
+            codec.parse(deep, [], b"", 100_000)
+        with pytest.raises(InvalidRequest, match="at most 2") as info:
+            codec.parse(many, [], b"", 2)
+        assert info.value.param == "messages"

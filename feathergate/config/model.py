@@ -124,6 +124,7 @@ class ServerSettings:
     backlog: int = 2048  # the listen queue; the kernel caps it at net.core.somaxconn
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
+    max_messages: int = 100_000  # per request; Anthropic's documented ceiling
     upstream_max_connections: int = 1000  # per upstream origin, like LiteLLM's clients
     # Image URLs may reach these despite the address policy (feathergate.address_policy).
     image_url_allowed_hosts: tuple[str, ...] = ()

@@ -27,6 +27,7 @@ FEATHERGATE_KEYS = {
     "image_url_allowed_hosts",
     "image_url_allowed_networks",
     "upstream_max_connections",
+    "max_messages",
 }
 # 1 TiB: far above any chat request, and the byte count stays an exact int.
 MAX_REQUEST_MB = 1024 * 1024
@@ -75,6 +76,8 @@ def read_server(
             _DEFAULTS.tcp_user_timeout if tcp_user_timeout is None else tcp_user_timeout or None
         ),
         client_stall_timeout=nonzero("client_stall_timeout", _DEFAULTS.client_stall_timeout),
+        max_messages=reader.count(ours.get("max_messages"), "feathergate_settings.max_messages")
+        or _DEFAULTS.max_messages,
         upstream_max_connections=reader.count(
             ours.get("upstream_max_connections"),
             "feathergate_settings.upstream_max_connections",

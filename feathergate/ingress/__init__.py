@@ -27,6 +27,9 @@ def header(headers: Headers, name: bytes) -> bytes | None:
 
 
 class Ingress(Protocol):
-    def parse(self, raw: bytes, headers: Headers, query: bytes) -> ClientRequest:
-        """Raise :class:`feathergate.errors.InvalidRequest` for a malformed request."""
+    def parse(self, raw: bytes, headers: Headers, query: bytes, max_messages: int) -> ClientRequest:
+        """Raise :class:`feathergate.errors.InvalidRequest` for a malformed request.
+
+        ``max_messages`` bounds the conversation (``feathergate_settings.max_messages``).
+        """
         ...

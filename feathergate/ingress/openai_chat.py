@@ -13,8 +13,8 @@ __all__ = ["OPENAI_CHAT", "OpenAIChatIngress"]
 
 
 class OpenAIChatIngress:
-    def parse(self, raw: bytes, headers: Headers, query: bytes) -> ChatRequest:
-        return parse_chat_request(raw)
+    def parse(self, raw: bytes, headers: Headers, query: bytes, max_messages: int) -> ChatRequest:
+        return parse_chat_request(raw, max_messages)
 
 
 OPENAI_CHAT = OpenAIChatIngress()

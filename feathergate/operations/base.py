@@ -43,6 +43,11 @@ class ClientRequest(Protocol):
     def include_usage(self) -> bool: ...
 
     @property
+    def size(self) -> int:
+        """Bytes of the raw body: what decides whether work on it leaves the event loop."""
+        ...
+
+    @property
     def json_mode(self) -> bool:
         """The client asked for JSON (``response_format``); Anthropic's JSON tool needs to know."""
         ...

@@ -68,6 +68,9 @@ class CallContext:
     # response_format asks for JSON: the answer's content must be JSON alone
     # (Anthropic holds back text written around its JSON tool call).
     json_mode: bool = False
+    # The client's body is large: translated in a worker thread, to be encoded
+    # in pieces (feathergate.clientjson).
+    large_body: bool = False
 
 
 class StreamTranslator(Protocol):

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from feathergate import metrics
+from feathergate import metrics, offload
 from feathergate.assets import ImageFetcher, fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import GatewayError, UpstreamTimeout
@@ -57,7 +57,8 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
     total_at = started + (attempt.deadlines.total or math.inf)
     ctx = attempt.ctx
     fetch = getattr(attempt.operation, "assets_to_fetch", None)
-    urls = fetch(ex.request) if fetch is not None else None
+    size = ex.request.size
+    urls = await offload.run(partial(fetch, ex.request), size=size) if fetch else None
     if urls:
         # Kept on the exchange: a retry or a fallback does not download again.
         missing = [url for url in urls if url not in ex.assets]
@@ -71,7 +72,8 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
                 raise UpstreamTimeout("total", attempt.deadlines.total or 0)
             ex.assets.update(fetched)
         ctx = attempt.ctx = replace(ctx, assets={url: ex.assets[url] for url in urls})
-    request = attempt.operation.build_request(ex.request, ctx)
+    build = partial(attempt.operation.build_request, ex.request, ctx)
+    request = await offload.run(build, size=size)
     if ctx.stream:
         await _stream(ex, attempt, request, send, total_at)
     else:
@@ -193,8 +195,18 @@ async def _stream(
         sender, receiver = trio.open_memory_channel[bytes](_CHANNEL_SIZE)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, send, receiver, ex)
-            async with sender:
-                tail = await _pump(ex, attempt, response, pipe, sender, total_at)
+            # Closed without a checkpoint (`with`, not `async with`): one in
+            # the way of an exception from the pump would be cancelled below,
+            # and that Cancelled would take the exception's place.
+            with sender:
+                try:
+                    tail = await _pump(ex, attempt, response, pipe, sender, total_at)
+                except BaseException:
+                    # Not a GatewayError (_pump answers those): a bug, or our
+                    # own cancellation. The writer must not end the response as
+                    # if it were complete; the gateway's last resort ends it.
+                    nursery.cancel_scope.cancel()
+                    raise
                 ex.tokens = pipe.tokens
                 # Let go of the upstream before waiting on the client.
                 response.close()
@@ -276,5 +288,9 @@ async def _write(send: ASGISend, receiver: trio.MemoryReceiveChannel[bytes], ex:
                     break
             body = parts[0] if len(parts) == 1 else b"".join(parts)
             await send({"type": "http.response.body", "body": body, "more_body": True})
+        # Cancelled, the channel may still have drained to its end: the last
+        # message is not ours to send then, and Hypercorn must not get it
+        # half way (its end of response has awaits of its own).
+        await trio.lowlevel.checkpoint_if_cancelled()
         ex.finishing = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})

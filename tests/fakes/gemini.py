@@ -62,7 +62,8 @@ class Reply:
     ``responseId`` and ``modelVersion`` are filled in when a chunk lacks them. With
     ``status != 200`` the call is answered with ``error`` (a :func:`google_error`) instead;
     ``stream_error`` is sent as ``data: {"error": ...}`` after the chunks (a non-streamed
-    call gets it as an HTTP error). ``delay`` seconds pass before each event.
+    call gets it as an HTTP error). ``delay`` seconds pass before each event; with
+    ``gate``, the stream waits on it after ``after_events`` events.
     """
 
     chunks: tuple[Message, ...] = ()
@@ -71,6 +72,8 @@ class Reply:
     stream_error: Message | None = None
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
+    gate: trio.Event | None = None  # with ``after_events``: stream that many events, then wait
+    after_events: int | None = None
 
     def then_error(
         self,
@@ -268,7 +271,7 @@ class FakeGemini:
                 await _respond(send, 200, json.dumps(merge_chunks(chunks), indent=2).encode())
             return
         events = [*chunks, *([reply.stream_error] if reply.stream_error else [])]
-        await self._stream(send, receive, events, reply.delay, query.get("alt") == "sse", record)
+        await self._stream(send, receive, events, reply, query.get("alt") == "sse", record)
 
     async def _count_tokens(
         self, send: Send, version: str, model: str, key: str | None, body: Any
@@ -338,7 +341,7 @@ class FakeGemini:
         send: Send,
         receive: Receive,
         events: list[Message],
-        delay: float,
+        reply: Reply,
         sse: bool,
         record: Recorded,
     ) -> None:
@@ -360,7 +363,9 @@ class FakeGemini:
 
             nursery.start_soon(watch_disconnect)
             for i, event in enumerate(events):
-                await trio.sleep(delay)
+                if reply.gate is not None and reply.after_events == i:
+                    await reply.gate.wait()
+                await trio.sleep(reply.delay)
                 data = json.dumps(event, separators=(",", ": ")).encode()
                 if sse:  # Gemini ends SSE events with CRLF and sends no [DONE] (§3.4)
                     data = b"data: " + data + b"\r\n\r\n"

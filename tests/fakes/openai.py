@@ -44,7 +44,7 @@ class Reply:
         default_factory=lambda: {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
     )
     before_headers: trio.Event | None = None  # wait on it before answering
-    after_chunks: int | None = None  # with ``gate``: stream this many chunks, then wait
+    after_chunks: int | None = None  # with ``gate``: send this many chunks (or raw parts); wait
     gate: trio.Event | None = None
     raw: list[bytes] | None = None  # exact stream bytes to send instead of chunks
     error_event: dict[str, Any] | None = None  # sent in the stream after the text
@@ -73,7 +73,9 @@ class FakeOpenAI(FakeServer):
         headers = headers_of(scope)
         body = json.loads(await read_body(receive) or b"{}")
         self.requests.append(Seen(scope["path"], headers, body))
-        if headers.get("authorization") != f"Bearer {self.api_key}":
+        # Azure sends its key as `api-key`; the same fake serves both.
+        keys = (headers.get("authorization"), f"Bearer {headers.get('api-key')}")
+        if f"Bearer {self.api_key}" not in keys:
             error = {
                 "message": "Incorrect API key provided",
                 "type": "invalid_request_error",
@@ -192,7 +194,9 @@ class FakeOpenAI(FakeServer):
     async def _stream(self, send: Send, body: dict[str, Any], reply: Reply) -> None:
         await start_stream(send, reply.headers)
         if reply.raw is not None:
-            for piece in reply.raw:
+            for i, piece in enumerate(reply.raw):
+                if reply.gate is not None and reply.after_chunks == i:
+                    await reply.gate.wait()
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from feathergate import clientjson
 from feathergate.errors import InvalidRequest
 from feathergate.ingress import Headers, header
 from feathergate.splice import Members, parse_members
@@ -40,6 +41,7 @@ class MessagesRequest:
     version: str | None = None  # anthropic-version, as sent
     betas: str | None = None  # anthropic-beta, as sent (comma-separated)
     beta_query: bool = False  # the path had ?beta=true
+    size: int = 0  # bytes of the raw body
     # Translations of this request, per upstream family; filled on first use.
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -62,18 +64,26 @@ def _decode(raw: bytes) -> Members:
         members = parse_members(raw.decode("utf-8"), "model")
     except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise clientjson.too_deep(None) from None
     if not isinstance(members.value, dict):
         raise InvalidRequest("request body must be a JSON object")
+    clientjson.check_depth(members.value, None)
     return members
 
 
-def _common(body: dict[str, Any]) -> str:
+def _common(body: dict[str, Any], max_messages: int) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: Field required (a non-empty string)", param="model")
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Field required (an array)", param="messages")
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"messages: holds {len(messages)} messages; this gateway takes at most {max_messages}",
+            param="messages",
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidRequest(f"messages.{i}: an object with a 'role'", param=f"messages.{i}")
@@ -89,10 +99,12 @@ def _beta_query(query: bytes) -> bool:
 
 
 class MessagesIngress:
-    def parse(self, raw: bytes, headers: Headers, query: bytes) -> MessagesRequest:
+    def parse(
+        self, raw: bytes, headers: Headers, query: bytes, max_messages: int
+    ) -> MessagesRequest:
         members = _decode(raw)
         body = members.value
-        model = _common(body)
+        model = _common(body, max_messages)
         if not body["messages"]:
             raise InvalidRequest("messages: at least one message is required", param="messages")
         max_tokens = body.get("max_tokens")
@@ -110,19 +122,23 @@ class MessagesIngress:
             version=_text(header(headers, b"anthropic-version")),
             betas=_text(header(headers, b"anthropic-beta")),
             beta_query=_beta_query(query),
+            size=len(raw),
         )
 
 
 class CountTokensIngress:
-    def parse(self, raw: bytes, headers: Headers, query: bytes) -> MessagesRequest:
+    def parse(
+        self, raw: bytes, headers: Headers, query: bytes, max_messages: int
+    ) -> MessagesRequest:
         members = _decode(raw)
         return MessagesRequest(
             members,
-            _common(members.value),
+            _common(members.value, max_messages),
             False,
             version=_text(header(headers, b"anthropic-version")),
             betas=_text(header(headers, b"anthropic-beta")),
             beta_query=_beta_query(query),
+            size=len(raw),
         )
 
 

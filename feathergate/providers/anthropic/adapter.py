@@ -10,7 +10,6 @@ override it or add ``anthropic-beta``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from feathergate.providers.anthropic.request import PROVIDER, translate_request
 from feathergate.providers.anthropic.response import map_anthropic_error, parse_message
 from feathergate.providers.anthropic.stream import AnthropicStreamTranslator
 from feathergate.providers.base import CallContext, Completion, UpstreamRequest
+from feathergate.providers.outgoing import json_request
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_API_BASE", "AnthropicProvider", "messages_url"]
 
@@ -41,16 +41,17 @@ class AnthropicProvider:
     def build_request(self, body: dict[str, Any], ctx: CallContext) -> UpstreamRequest:
         dep = ctx.deployment
         payload = translate_request(body, dep, stream=ctx.stream)
-        headers = {
-            "content-type": "application/json",
-            "anthropic-version": ANTHROPIC_VERSION,
-        }
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
         if dep.api_key.value:
             headers["x-api-key"] = dep.api_key.value
-        for name, value in dep.extra_headers:
-            headers[name.lower()] = value  # the deployment's word wins, without duplicates
-        content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        return UpstreamRequest(messages_url(dep.api_base), list(headers.items()), content)
+        return json_request(
+            messages_url(dep.api_base),
+            payload,
+            source=body,
+            deployment=dep,
+            headers=headers,
+            pieces=ctx.large_body,
+        )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:
         return parse_message(body, ctx)

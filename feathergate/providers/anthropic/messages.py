@@ -13,10 +13,10 @@ turn is put in front of a leading assistant turn, and ids are rewritten.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any, Literal
 
+from feathergate import clientjson
 from feathergate.errors import InvalidRequest
 from feathergate.providers.anthropic.wire import (
     Base64Source,
@@ -218,18 +218,22 @@ def _tool_use(call: Any, path: str) -> ToolUseBlock:
         "type": "tool_use",
         "id": sanitize_tool_id(call_id),
         "name": name,
-        "input": _arguments(function.get("arguments")),
+        "input": _arguments(function.get("arguments"), f"{path}.function.arguments"),
     }
 
 
-def _arguments(arguments: Any) -> dict[str, Any]:
-    """Rule 4: ``""``, unparseable or non-object arguments become ``{}``."""
+def _arguments(arguments: Any, path: str) -> dict[str, Any]:
+    """Rule 4: ``""``, unparseable or non-object arguments become ``{}``.
+
+    Arguments nested too deeply to translate are a 400, not ``{}``: the model
+    could not have produced them.
+    """
     if isinstance(arguments, dict):
         return arguments
     if not isinstance(arguments, str) or not arguments.strip():
         return {}
     try:
-        parsed = json.loads(arguments)
+        parsed = clientjson.loads(arguments, path)
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}

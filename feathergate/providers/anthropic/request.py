@@ -171,7 +171,7 @@ def _max_tokens(body: Mapping[str, Any], deployment: Deployment, budget: int | N
 def _thinking_budget(effort: Any, messages: list[MessageParam]) -> int | None:
     if effort is None or effort == "none":
         return None
-    if effort not in THINKING_BUDGETS:
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         choices = ", ".join(["none", *THINKING_BUDGETS])
         raise InvalidRequest(
             f"'reasoning_effort' must be one of {choices}", param="reasoning_effort"

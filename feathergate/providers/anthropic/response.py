@@ -15,10 +15,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from feathergate.chunks import completion, make_usage
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.anthropic.tools import JSON_TOOL_NAME
 from feathergate.providers.base import CallContext, Completion
+from feathergate.providers.chunks import completion, make_usage
 
 __all__ = [
     "FINISH_REASONS",
@@ -133,13 +133,13 @@ def translate_message(message: Mapping[str, Any], ctx: CallContext) -> Completio
 def parse_message(body: bytes, ctx: CallContext) -> Completion:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpstreamProtocolError("anthropic sent a response that is not JSON") from None
     if not isinstance(data, dict) or data.get("type") != "message":
         raise UpstreamProtocolError("anthropic sent a response that is not a message")
     try:
         return translate_message(data, ctx)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise UpstreamProtocolError(f"anthropic sent a malformed message ({exc!r})") from None
 
 
@@ -172,7 +172,7 @@ def map_anthropic_error(
     """Never fails: a body that is not Anthropic's JSON becomes the message."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     error = data.get("error") if isinstance(data, dict) else None
     text = body.decode("utf-8", "replace").strip()[:500]

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from feathergate.chunks import ChunkFactory
 from feathergate.errors import UpstreamProtocolError
 from feathergate.providers.anthropic.response import (
     arguments_json,
@@ -38,6 +37,7 @@ from feathergate.providers.anthropic.response import (
 )
 from feathergate.providers.anthropic.tools import JSON_TOOL_NAME
 from feathergate.providers.base import CallContext, Chunk
+from feathergate.providers.chunks import ChunkFactory
 from feathergate.sse import SSEEvent
 
 __all__ = ["AnthropicStreamTranslator"]
@@ -91,7 +91,7 @@ class AnthropicStreamTranslator:
             return []
         try:
             data = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamProtocolError(
                 f"anthropic sent a malformed stream event: {event.data[:200]!r}"
             ) from None

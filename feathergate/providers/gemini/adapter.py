@@ -10,7 +10,6 @@ in ``?key=``, so it never lands in an access log. Streaming asks for
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from feathergate.providers.gemini.messages import remote_image_urls
 from feathergate.providers.gemini.request import PROVIDER, build_body
 from feathergate.providers.gemini.response import map_error, parse_response
 from feathergate.providers.gemini.stream import GeminiStreamTranslator
+from feathergate.providers.outgoing import json_request
 
 __all__ = ["DEFAULT_API_BASE", "DEFAULT_API_VERSION", "GeminiProvider", "model_url"]
 
@@ -46,13 +46,11 @@ class GeminiProvider:
     def build_request(self, body: dict[str, Any], ctx: CallContext) -> UpstreamRequest:
         dep = ctx.deployment
         payload = build_body(body, ctx)
-        headers = {"content-type": "application/json"}
-        if dep.api_key.value:
-            headers["x-goog-api-key"] = dep.api_key.value
-        for name, value in dep.extra_headers:
-            headers[name.lower()] = value  # the deployment's word wins, without duplicates
-        content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        return UpstreamRequest(model_url(dep, stream=ctx.stream), list(headers.items()), content)
+        headers = {"x-goog-api-key": dep.api_key.value} if dep.api_key.value else {}
+        url = model_url(dep, stream=ctx.stream)
+        return json_request(
+            url, payload, source=body, deployment=dep, headers=headers, pieces=ctx.large_body
+        )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:
         return parse_response(body, ctx)

@@ -25,12 +25,12 @@ The rules (PROTOCOLS.md §4.2 "Message conversion", §4.8.2-5, §4.8.9):
 from __future__ import annotations
 
 import base64
-import json
 import mimetypes
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from feathergate import clientjson
 from feathergate.errors import InvalidRequest
 from feathergate.providers.base import Asset
 from feathergate.providers.gemini.ids import split_tool_call_id
@@ -130,7 +130,7 @@ class _Builder:
                 raise _bad(f"{where}.tool_calls[{k}].function.name is required")
             if not isinstance(call_id, str) or not call_id:
                 raise _bad(f"{where}.tool_calls[{k}].id is required")
-            args = _arguments(fn.get("arguments"))
+            args = _arguments(fn.get("arguments"), f"{where}.tool_calls[{k}].function.arguments")
             part: Part = {"functionCall": {"name": fn["name"], "args": args}}
             signature = split_tool_call_id(call_id)[1]
             if signature:
@@ -164,9 +164,10 @@ class _Builder:
                 )
             if position in answers:
                 raise _bad(f"messages[{i}]: tool call {tool_call_id!r} is answered twice")
-            result = _text(message.get("content"), f"messages[{i}].content")
+            where = f"messages[{i}].content"
+            response = _response(_text(message.get("content"), where), where)
             answers[position] = {
-                "functionResponse": {"name": self.calls[position][1], "response": _response(result)}
+                "functionResponse": {"name": self.calls[position][1], "response": response}
             }
         missing = [ids[p] for p in range(len(ids)) if p not in answers]
         if missing:
@@ -187,7 +188,10 @@ class _Builder:
 
 
 def _is_results(content: Content) -> bool:
-    return any("functionResponse" in part for part in content["parts"])
+    # Results turns hold only functionResponse parts and are never merged
+    # into, so the first part tells; looking at every part made a long run of
+    # same-role messages quadratic.
+    return "functionResponse" in content["parts"][0]
 
 
 def _text(content: Any, where: str, *, refusal: bool = False) -> str:
@@ -268,25 +272,28 @@ def _file(file: Mapping[str, Any], where: str) -> Blob:
     return {"mimeType": guessed or "application/pdf", "data": data}
 
 
-def _arguments(arguments: Any) -> dict[str, Any]:
+def _arguments(arguments: Any, param: str) -> dict[str, Any]:
     """``JSON.parse(arguments)``; ``""`` or anything that is not an object is ``{}``.
 
     A model can emit malformed arguments that the client echoes back; failing
-    the replay would make the conversation unrecoverable.
+    the replay would make the conversation unrecoverable. Arguments nested too
+    deeply to translate are a 400 naming ``param``: no model produced them.
     """
     if isinstance(arguments, Mapping):
         return dict(arguments)
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
     try:
-        parsed = json.loads(arguments) if isinstance(arguments, str) and arguments.strip() else {}
+        parsed = clientjson.loads(arguments, param)
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _response(text: str) -> dict[str, Any]:
+def _response(text: str, param: str) -> dict[str, Any]:
     """``functionResponse.response`` must be an object: objects pass, anything else is wrapped."""
     try:
-        parsed = json.loads(text)
+        parsed = clientjson.loads(text, param)
     except ValueError:
         parsed = None
     return parsed if isinstance(parsed, dict) else {"content": text}

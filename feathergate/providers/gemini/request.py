@@ -16,7 +16,7 @@ from typing import Any, cast
 from feathergate.errors import InvalidRequest, UnsupportedParameter
 from feathergate.providers.base import CallContext
 from feathergate.providers.gemini.messages import convert_messages
-from feathergate.providers.gemini.schema import clean_parameters
+from feathergate.providers.gemini.schema import InlineBudget, clean_parameters
 from feathergate.providers.gemini.wire import (
     FunctionCallingConfig,
     FunctionDeclaration,
@@ -181,6 +181,7 @@ def _declarations(tools: Any, drop: bool) -> list[FunctionDeclaration]:
     if not isinstance(tools, list):
         raise InvalidRequest("tools must be an array", param="tools")
     declarations: list[FunctionDeclaration] = []
+    budget = InlineBudget()
     for i, tool in enumerate(tools):
         if not isinstance(tool, Mapping) or tool.get("type", "function") != "function":
             if drop:
@@ -193,7 +194,8 @@ def _declarations(tools: Any, drop: bool) -> list[FunctionDeclaration]:
         if isinstance(fn.get("description"), str) and fn["description"]:
             declaration["description"] = fn["description"]
         if fn.get("parameters") is not None:
-            parameters = clean_parameters(fn["parameters"], f"tools[{i}].function.parameters")
+            param = f"tools[{i}].function.parameters"
+            parameters = clean_parameters(fn["parameters"], param, budget)
             if parameters is not None:
                 declaration["parameters"] = parameters
         declarations.append(declaration)

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from feathergate.chunks import completion, make_usage
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.base import CallContext, Completion
+from feathergate.providers.chunks import completion, make_usage
 from feathergate.providers.gemini.ids import make_tool_call_id
 
 __all__ = [
@@ -159,6 +159,13 @@ def logprobs_of(candidate: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def parse_response(raw: bytes, ctx: CallContext) -> Completion:
     data = _decode(raw)
+    try:
+        return _completion(data, ctx)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UpstreamProtocolError(f"gemini sent a malformed response ({exc!r})") from None
+
+
+def _completion(data: dict[str, Any], ctx: CallContext) -> Completion:
     seed = data.get("responseId")
     seed = seed if isinstance(seed, str) and seed else ctx.completion_id
     candidates = data.get("candidates")
@@ -202,7 +209,7 @@ def _decode(raw: bytes) -> dict[str, Any]:
     """The response object; an ``error`` body (even wrapped in ``[...]``) raises it."""
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpstreamProtocolError("gemini returned a body that is not JSON") from None
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
@@ -216,7 +223,7 @@ def _decode(raw: bytes) -> dict[str, Any]:
 def map_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamStatusError:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, list) and data:
         data = data[0]  # the non-SSE streaming endpoint wraps errors in an array (§3.4)

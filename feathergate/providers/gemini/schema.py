@@ -7,7 +7,11 @@ schemas come from pydantic, zod and hand-written JSON Schema, so the cleaner
 converts what has a Gemini spelling and drops the rest:
 
 * ``$ref`` is inlined from ``$defs``/``definitions``; a recursive reference
-  stops at ``{"type": "object"}`` (Gemini has no references at all);
+  stops at ``{"type": "object"}`` (Gemini has no references at all). Inlining
+  is budgeted: a chain of definitions that each use the next twice doubles at
+  every link (2 KB of schema, a million nodes), so one request's tools may
+  inline at most :data:`MAX_INLINED` nodes between them, and past that the
+  tool is a 400;
 * ``const`` becomes a one-value ``enum``, ``oneOf`` becomes ``anyOf`` and
   ``allOf`` is merged into its parent;
 * ``["string", "null"]``, ``anyOf [X, {"type": "null"}]`` and ``null`` in an
@@ -29,11 +33,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from feathergate.errors import InvalidRequest
 
-__all__ = ["clean_parameters"]
+__all__ = ["MAX_INLINED", "InlineBudget", "clean_parameters"]
+
+MAX_INLINED = 10_000
+"""Schema nodes ``$ref`` inlining may produce for one request, all its tools together.
+
+Generous (a def of 50 nodes used 200 times) yet bounded: about 5 µs a node,
+so the worst request costs some 50 ms.
+"""
 
 # The fields of Gemini's `Schema` message (v1beta).
 # fmt: off
@@ -51,11 +63,21 @@ _FORMATS = {
 _NULL: dict[str, Any] = {"nullable": True}
 
 
-def clean_parameters(schema: Any, param: str) -> dict[str, Any] | None:
+@dataclass(slots=True)
+class InlineBudget:
+    """What is left of :data:`MAX_INLINED` for one request."""
+
+    remaining: int = MAX_INLINED
+
+
+def clean_parameters(
+    schema: Any, param: str, budget: InlineBudget | None = None
+) -> dict[str, Any] | None:
     """The cleaned schema, or ``None`` when there is nothing left to declare.
 
     An object without properties is left out: Gemini answers
-    "properties: should be non-empty for OBJECT type".
+    "properties: should be non-empty for OBJECT type". ``budget`` is shared
+    by the tools of one request.
     """
     if not isinstance(schema, Mapping):
         raise InvalidRequest(f"{param} must be a JSON Schema object", param=param)
@@ -63,18 +85,35 @@ def clean_parameters(schema: Any, param: str) -> dict[str, Any] | None:
     for key in ("definitions", "$defs"):
         if isinstance(schema.get(key), Mapping):
             defs.update(schema[key])
-    cleaned = _Cleaner(defs, param).clean(schema, ())
+    cleaner = _Cleaner(defs, param, budget if budget is not None else InlineBudget())
+    try:
+        cleaned = cleaner.clean(schema, ())
+    except RecursionError:
+        # A long chain of references, each nesting a little: the client's
+        # schema, not our stack, is what is too deep.
+        raise InvalidRequest(
+            f"{param}: the schema nests too deeply once its $refs are inlined", param=param
+        ) from None
     if cleaned.get("type") == "object" and not cleaned.get("properties"):
         return None
     return cleaned
 
 
 class _Cleaner:
-    def __init__(self, defs: Mapping[str, Any], param: str) -> None:
+    def __init__(self, defs: Mapping[str, Any], param: str, budget: InlineBudget) -> None:
         self._defs = defs
         self._param = param
+        self._budget = budget
 
     def clean(self, node: Any, refs: tuple[str, ...]) -> dict[str, Any]:
+        if refs:  # a node inlined from a definition: the copies are what can explode
+            self._budget.remaining -= 1
+            if self._budget.remaining < 0:
+                raise InvalidRequest(
+                    f"{self._param}: inlining its $refs for gemini makes more than "
+                    f"{MAX_INLINED} schema nodes (the request's tools together)",
+                    param=self._param,
+                )
         if not isinstance(node, Mapping):
             return {}  # `true`: no constraint to carry over
         node = dict(node)

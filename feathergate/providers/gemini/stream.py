@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from feathergate.chunks import ChunkFactory
 from feathergate.errors import UpstreamProtocolError
 from feathergate.providers.base import CallContext, Chunk
+from feathergate.providers.chunks import ChunkFactory
 from feathergate.providers.gemini.response import (
     choice_index,
     error_from_payload,
@@ -58,11 +58,16 @@ class GeminiStreamTranslator:
             return []
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamProtocolError("gemini sent a stream event that is not JSON") from None
         out: list[Chunk] = []
         for item in payload if isinstance(payload, list) else [payload]:
-            out.extend(self._response(item))
+            try:
+                out.extend(self._response(item))
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise UpstreamProtocolError(
+                    f"gemini sent a malformed stream event: {data[:200]!r}"
+                ) from exc
         return out
 
     def finish(self) -> list[Chunk]:

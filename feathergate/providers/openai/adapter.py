@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from feathergate.catalog import CATALOG
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.base import CallContext, Completion, UpstreamRequest
 from feathergate.providers.openai.errors import map_openai_error
 from feathergate.providers.openai.stream import OpenAIStreamTranslator
+from feathergate.providers.outgoing import json_request
 
 __all__ = ["AzureProvider", "OpenAIProvider"]
 
-_JSON = ("content-type", "application/json")
 _DEFAULT_AZURE_VERSION = "2024-10-21"
 
 
@@ -35,15 +36,20 @@ class OpenAIProvider:
         return [("authorization", f"Bearer {key}")] if key else []
 
     def build_request(self, body: dict[str, Any], ctx: CallContext) -> UpstreamRequest:
-        dep = ctx.deployment
-        content = json.dumps({**body, "model": dep.model}, separators=(",", ":")).encode()
-        headers = [_JSON, *self.auth_headers(ctx), *dep.extra_headers]
-        return UpstreamRequest(self.url(ctx), headers, content)
+        return json_request(
+            self.url(ctx),
+            {**body, "model": ctx.deployment.model},
+            source=body,
+            deployment=ctx.deployment,
+            headers=dict(self.auth_headers(ctx)),
+            ascii=True,
+            pieces=ctx.large_body,
+        )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamProtocolError("upstream sent a response that is not JSON") from None
         if not isinstance(data, dict):
             raise UpstreamProtocolError("upstream sent a response that is not a JSON object")
@@ -69,8 +75,11 @@ class AzureProvider(OpenAIProvider):
         base = dep.api_base or ""
         if base.endswith("/openai/v1"):  # the v1 surface takes no api-version
             return f"{base}/chat/completions"
-        version = dep.api_version or _DEFAULT_AZURE_VERSION
-        return f"{base}/openai/deployments/{dep.model}/chat/completions?api-version={version}"
+        version = quote(dep.api_version or _DEFAULT_AZURE_VERSION, safe="")
+        # With `azure/*` the deployment name is the client's text: quoted, it
+        # stays one path segment and plain ASCII on the wire.
+        deployment = quote(dep.model, safe="")
+        return f"{base}/openai/deployments/{deployment}/chat/completions?api-version={version}"
 
     def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
         key = ctx.deployment.api_key.value

@@ -20,7 +20,7 @@ def map_openai_error(status: int, headers: Mapping[str, str], body: bytes) -> Up
     message = type_ = code = param = None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, list) and data:
         data = data[0]

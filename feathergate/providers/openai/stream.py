@@ -9,6 +9,7 @@ else passes through untouched apart from ``model``.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from feathergate.errors import UpstreamProtocolError
 from feathergate.providers.base import CallContext, Chunk
@@ -36,7 +37,7 @@ class OpenAIStreamTranslator:
             return []
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamProtocolError(
                 f"upstream sent a malformed stream event: {data[:200]!r}"
             ) from None
@@ -47,6 +48,13 @@ class OpenAIStreamTranslator:
             raise map_openai_error(
                 status if isinstance(status, int) and status >= 400 else 500, {}, data.encode()
             )
+        try:
+            return self._relay(chunk)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # `"choices": [1]` and the like: the client's SDK could not read it either.
+            raise UpstreamProtocolError(f"upstream sent a malformed chunk: {data[:200]!r}") from exc
+
+    def _relay(self, chunk: dict[str, Any]) -> list[Chunk]:
         choices = chunk.get("choices")
         if not choices:
             if chunk.get("usage") is None or not self._include_usage:

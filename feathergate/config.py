@@ -23,6 +23,7 @@ import yaml
 
 from feathergate.errors import ConfigError
 from feathergate.providers.catalog import CATALOG, KNOWN_ELSEWHERE, split_model
+from feathergate.state import settings as shared_state
 
 __all__ = [
     "Config",
@@ -132,6 +133,9 @@ class Config:
     router: RouterSettings = RouterSettings()
     server: ServerSettings = ServerSettings()
     drop_params: bool = False
+    shared_state: shared_state.SharedStateSettings = field(
+        default_factory=shared_state.SharedStateSettings
+    )
     warnings: tuple[str, ...] = ()
     source: str = "<memory>"
 
@@ -311,13 +315,18 @@ class _Parser:
             # LiteLLM exports these before reading the rest; the process's own env wins.
             self.env.setdefault(str(key), str(value))
         litellm = self._map(root.get("litellm_settings"), "litellm_settings")
-        self._unknown("litellm_settings", litellm, _LITELLM_KEYS)
+        self._unknown("litellm_settings", litellm, _LITELLM_KEYS | shared_state.LITELLM_KEYS)
         router_raw = self._map(root.get("router_settings"), "router_settings")
-        self._unknown("router_settings", router_raw, _ROUTER_KEYS)
+        self._unknown("router_settings", router_raw, _ROUTER_KEYS | shared_state.ROUTER_KEYS)
         general = self._map(root.get("general_settings"), "general_settings")
-        self._unknown("general_settings", general, _GENERAL_KEYS)
+        self._unknown("general_settings", general, _GENERAL_KEYS | shared_state.GENERAL_KEYS)
         ours = self._map(root.get("feathergate_settings"), "feathergate_settings")
-        self._unknown("feathergate_settings", ours, _FEATHERGATE_KEYS)
+        ours_keys = _FEATHERGATE_KEYS | shared_state.FEATHERGATE_KEYS
+        self._unknown("feathergate_settings", ours, ours_keys)
+        shared, shared_warnings = shared_state.parse_shared_state(
+            router_raw, litellm, general, ours, self.env
+        )
+        self.warnings.extend(shared_warnings)
 
         drop_params = self._bool(litellm.get("drop_params", False), "litellm_settings.drop_params")
         global_deadlines = self._deadlines(
@@ -348,6 +357,7 @@ class _Parser:
             router=self._router(router_raw, litellm),
             server=self._server(general, ours),
             drop_params=drop_params,
+            shared_state=shared,
             warnings=tuple(self.warnings),
             source=source,
         )

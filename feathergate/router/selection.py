@@ -23,10 +23,14 @@ from feathergate.router.groups import Group
 from feathergate.router.policy import cooldown_for, counts_as_failure
 from feathergate.router.state import Load, RouterState, UsageEntry
 from feathergate.router.strategies import STRATEGIES, Candidate
+from feathergate.state.base import SharedState
 
 __all__ = ["WINDOW", "DeploymentStatus", "Selector", "slot_wait"]
 
 WINDOW = 60.0  # rpm, tpm and allowed_fails are all per minute, sliding
+# A refused deployment is skipped at least this long, so that a refusal that
+# says "in 0 s" cannot make a request ask again and again.
+MIN_REFUSAL = 0.05
 DEFAULT_LATENCY_TTL = 3600.0  # LiteLLM's routing_strategy_args.ttl default
 DEFAULT_LATENCY_SAMPLES = 10  # LiteLLM's max_latency_list_size default
 
@@ -102,6 +106,7 @@ class Selector:
         clock: Callable[[], float],
         rng: random.Random,
         wall_clock: Callable[[], float],
+        store: SharedState | None = None,
     ) -> None:
         strategy = STRATEGIES.get(settings.routing_strategy)
         if strategy is None:
@@ -114,6 +119,9 @@ class Selector:
         self.clock = clock
         self.rng = rng
         self.wall_clock = wall_clock
+        self.store = store  # set: rpm/tpm are counted there, across processes
+        # Deployments the shared counters refused, until when (on ``clock``).
+        self._saturated: dict[str, float] = {}
         self._strategy = strategy
         self._args: Mapping[str, Any] = settings.routing_strategy_args
         self._ttl = _number_arg(self._args, "ttl", DEFAULT_LATENCY_TTL)
@@ -139,6 +147,8 @@ class Selector:
             since = now - WINDOW
             load = self.state.load(dep.id, since)
             cooling = self.state.health(dep.id, since).cooldown_end - now
+            if self._saturated:
+                cooling = max(cooling, self._saturated.get(dep.id, now) - now)
             usage = partial(self.state.usage, dep.id, since)
             dep_wait = max(cooling, slot_wait(load, usage, dep.rpm, dep.tpm, tokens, now))
             if dep_wait > 0:
@@ -156,6 +166,12 @@ class Selector:
         if len(tier) == 1:
             return tier[0].dep
         return self._strategy(tier, self.rng, self._args)
+
+    def refuse(self, dep: Deployment, wait: float) -> None:
+        """The shared counters refused ``dep``: skip it for ``wait`` seconds."""
+        now = self.clock()
+        self._saturated = {k: v for k, v in self._saturated.items() if v > now}
+        self._saturated[dep.id] = now + max(wait, MIN_REFUSAL)
 
     def start(self, dep: Deployment, tokens: int) -> int:
         return self.state.begin(dep.id, self.clock(), tokens)

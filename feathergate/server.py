@@ -178,7 +178,8 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # httpx logs every request at INFO: a hot-path cost, and URLs are not ours to log.
-    for noisy in ("httpx", "httpcore"):
+    # coredis logs every script reload (after a Redis restart) at INFO.
+    for noisy in ("httpx", "httpcore", "coredis"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

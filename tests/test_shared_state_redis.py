@@ -9,8 +9,11 @@ row); tests/test_shared_state_cli.py runs real separate processes.
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +37,12 @@ TIMEOUT = 0.25  # the default Redis timeout: the longest any request may wait on
 # What a request may take on top of that here: gateway, fake upstream and
 # client share one process and one core, and CI machines are slow.
 SLACK = 0.75
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -256,11 +265,15 @@ async def test_redis_killed_under_load(
                 metrics = (await http.get(f"{a}/metrics")).text
             assert not state(app_a).up
     assert load.statuses == {200}
-    assert load.slowest < TIMEOUT + SLACK
+    assert load.slowest < TIMEOUT + SLACK, load.slowest
     assert "feathergate_shared_state_up 0.0" in metrics
     assert 'feathergate_shared_state_fallbacks_total{kind="local"}' in metrics
-    lost = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
-    assert len(lost) == 2  # one line per gateway, not one per request
+    # One line per transition, not per request. On a loaded machine a call can
+    # also time out before the kill and recover; each such outage adds a pair.
+    messages = [r.getMessage() for r in caplog.records]
+    lost = sum("Redis unreachable" in m for m in messages)
+    back = sum("Redis answers again" in m for m in messages)
+    assert lost == back + 2 <= 6, messages
 
 
 async def test_redis_paused_under_load_then_resumed(
@@ -279,10 +292,11 @@ async def test_redis_paused_under_load_then_resumed(
                 redis.resume()
             await until(lambda: state(app).up, 5)
     assert load.statuses == {200}
-    assert load.slowest < TIMEOUT + SLACK
+    assert load.slowest < TIMEOUT + SLACK, load.slowest
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("Redis unreachable" in m for m in messages) == 1
-    assert sum("Redis answers again" in m for m in messages) == 1
+    lost = sum("Redis unreachable" in m for m in messages)
+    back = sum("Redis answers again" in m for m in messages)
+    assert 1 <= lost == back <= 3, messages  # per transition, not per request
 
 
 async def test_redis_restarted_under_load_keeps_serving_and_shares_again(
@@ -305,7 +319,7 @@ async def test_redis_restarted_under_load_keeps_serving_and_shares_again(
                     r = await http.post(f"{(a, b)[i % 2]}/v1/chat/completions", json=body)
                     served.append(r.headers.get("x-feathergate-model-id"))
     assert load.statuses == {200}
-    assert load.slowest < TIMEOUT + SLACK
+    assert load.slowest < TIMEOUT + SLACK, load.slowest
     assert served.count("y") <= 3
 
 
@@ -372,3 +386,89 @@ async def test_a_gateway_starts_and_serves_while_redis_is_down(redis: RedisServe
             assert trio.current_time() - started < 3 * (TIMEOUT + SLACK)
             assert not state(app).up
     assert codes == [200, 200, 429]
+
+
+# -- deployments: cluster, TLS with a password and a database ----------------------------
+
+
+async def test_redis_cluster_shares_limits_board_and_broadcast(tmp_path: Path) -> None:
+    # A one-node cluster still refuses a script whose keys span slots (CROSSSLOT),
+    # so this checks the hash tags for real, not just their names.
+    with running_redis(
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(tmp_path)
+    ) as node:
+        assert node.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383") == "OK"
+        await until(lambda: "cluster_state:ok" in node.cli("CLUSTER", "INFO"), 10)
+        config = parse_config(
+            {
+                "model_list": [],
+                "litellm_settings": {
+                    "cache": True,
+                    "cache_params": {
+                        "type": "redis",
+                        "redis_startup_nodes": [{"host": "127.0.0.1", "port": node.port}],
+                    },
+                },
+            },
+            {},
+        )
+        assert config.shared_state.cluster
+        a, b = RedisState(config.shared_state), RedisState(config.shared_state)
+        heard: list[Any] = []
+        b.subscribe("note", heard.append)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            await nursery.start(b.run)
+            limit = Limit(requests=3, tokens=None)
+            grants = [await (a, b)[i % 2].acquire("deployment", "x", limit, 5) for i in range(5)]
+            assert [g.admitted for g in grants] == [True, True, True, False, False]
+            assert all(g.shared for g in grants)
+            await until(lambda: a.peers == b.peers == 2, 5)
+            with trio.fail_after(5):
+                while not heard:
+                    a.publish("note", "hello")
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+
+def _certificate(directory: Path) -> tuple[str, str]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+async def test_tls_with_a_password_and_a_database_number(tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+    tls_port = _free_port()
+    password = "pw-" + "x" * 12
+    with running_redis(
+        "--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+        "--tls-ca-cert-file", cert, "--tls-auth-clients", "no", "--requirepass", password,
+    ) as server:  # fmt: skip
+        async with upstream() as (fake, url):
+            config = parse_config(
+                {
+                    "model_list": [deployment("x", url, rpm=4)],
+                    "router_settings": {
+                        "redis_url": f"rediss://:{password}@127.0.0.1:{tls_port}/2",
+                        "cache_kwargs": {"ssl_ca_certs": cert},
+                    },
+                    "feathergate_settings": {"shutdown_grace_period": 1},
+                },
+                {},
+            )
+            async with gateways(config, 2) as [(a, app_a), (b, _)]:
+                load = Load([a, b], 10, concurrency=2)
+                await load.run()
+                assert state(app_a).up
+            keys = server.cli("KEYS", "*", password=password, db=2)
+    assert [status for status, _, _ in load.results].count(200) == 4 == len(fake.requests)
+    assert "feathergate:{limit:deployment:x}" in keys

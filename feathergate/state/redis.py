@@ -81,14 +81,15 @@ def _connect(settings: SharedStateSettings) -> Client:
         "ssl_cert_reqs": settings.ssl_cert_reqs,
         "ssl_check_hostname": settings.ssl_check_hostname,
         "ssl_ca_certs": settings.ssl_ca_certs,
-        "client_name": "feathergate",
     }
     if settings.max_connections:
         common["max_connections"] = settings.max_connections
     if settings.cluster:
         nodes = [TCPLocation(n.host, n.port) for n in settings.startup_nodes]
         return coredis.RedisCluster(startup_nodes=nodes, **common)
-    return coredis.Redis(host=settings.host, port=settings.port, db=settings.db, **common)
+    return coredis.Redis(
+        host=settings.host, port=settings.port, db=settings.db, client_name="feathergate", **common
+    )
 
 
 def _member() -> str:
@@ -178,22 +179,35 @@ class RedisState:
         """
         log.info("shared state: %s", self.settings.describe())
         self._wake = trio.Event()
-        try:
-            async with _connect(self.settings) as client:
-                self._client = client
-                await self._post()
+        started = False
+        failures = 0
+        while True:
+            try:
+                async with _connect(self.settings) as client:
+                    self._client = client
+                    await self._post()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._board_loop)
+                        nursery.start_soon(self._outbox_loop)
+                        nursery.start_soon(self._listen_loop)
+                        if not started:
+                            self._report_start()
+                            task_status.started()
+                            started = True
+            except* Exception as group:
+                # A cluster client connects on entry, so an unreachable cluster
+                # lands here; so does coredis's pub/sub cleanup writing to a
+                # connection its pool closed first, at shutdown.
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "shared state: client stopped: %r; reconnecting", group)
+            finally:
+                self._client = None
+            if not started:
                 self._report_start()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._board_loop)
-                    nursery.start_soon(self._outbox_loop)
-                    nursery.start_soon(self._listen_loop)
-                    task_status.started()
-        except* Exception as group:
-            # Only at shutdown: coredis's pub/sub cleanup may write to a
-            # connection its pool closed first. Cancellation goes on as usual.
-            log.debug("shared state: closing: %r", group)
-        finally:
-            self._client = None
+                task_status.started()
+                started = True
+            await trio.sleep(RECONNECT_DELAY)
 
     def _report_start(self) -> None:
         if not self._breaker.closed:

@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -123,12 +124,38 @@ class RedisServer:
         self.kill()
         self.start()
 
-    def cli(self, *command: str) -> str:
-        """Run one command with ``redis-cli`` when present, else over a raw socket."""
+    def cli(self, *command: str, password: str | None = None, db: int = 0) -> Any:
+        """One command over a raw socket (after AUTH and SELECT when given); its decoded reply."""
+        commands: list[tuple[str, ...]] = []
+        if password is not None:
+            commands.append(("AUTH", password))
+        if db:
+            commands.append(("SELECT", str(db)))
+        commands.append(command)
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            parts = [f"${len(c.encode())}\r\n{c}\r\n" for c in command]
-            sock.sendall(f"*{len(command)}\r\n{''.join(parts)}".encode())
-            return sock.recv(65536).decode()
+            for parts in commands:
+                encoded = "".join(f"${len(p.encode())}\r\n{p}\r\n" for p in parts)
+                sock.sendall(f"*{len(parts)}\r\n{encoded}".encode())
+            reader = sock.makefile("rb")
+            replies = [_reply(reader) for _ in commands]
+        return replies[-1]
+
+
+def _reply(reader: Any) -> Any:
+    """One RESP2 reply: enough of the protocol for test assertions."""
+    line = reader.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest)
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        return None if rest == "-1" else reader.read(int(rest) + 2)[:-2].decode()
+    if kind == b"*":
+        return [_reply(reader) for _ in range(int(rest))]
+    raise ValueError(f"unexpected reply {line!r}")
 
 
 @contextmanager

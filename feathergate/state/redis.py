@@ -11,8 +11,9 @@ runs in three background loops:
 
 * the **board** posts this process's row every ``BOARD_INTERVAL`` and reads
   the others' (who is alive; in flight, failures, cooldowns, latency);
-* the **outbox** sends what requests queued (broadcasts, token settlements)
-  as soon as there is something;
+* the **outbox** sends what requests queued (broadcasts) as soon as there
+  is something; token settlements are summed per limit and sent with the
+  board's post, one call per limit per interval;
 * the **listener** holds the pub/sub subscription. coredis's pub/sub was seen
   not to resume after a Redis restart on Trio, silently, so every process
   publishes a heartbeat every ``HEARTBEAT`` seconds and the listener
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -92,6 +94,22 @@ def _connect(settings: SharedStateSettings) -> Client:
     )
 
 
+class _Settlement:
+    """What one limit's settled requests change: estimates taken back, real tokens added."""
+
+    __slots__ = ("estimates", "tokens", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.estimates: dict[int, int] = {}  # bucket -> tokens to take back
+        self.tokens = 0
+
+    def add(self, bucket: int, estimate: int, tokens: int) -> None:
+        if estimate:
+            self.estimates[bucket] = self.estimates.get(bucket, 0) + estimate
+        self.tokens += tokens
+
+
 def _member() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -116,6 +134,7 @@ class RedisState:
         self._sections: dict[str, tuple[Row, Merge]] = {}
         self._handlers: dict[str, list[Callable[[Any], None]]] = {}
         self._outbox: deque[tuple[str, Any]] = deque(maxlen=_OUTBOX_LIMIT)
+        self._settlements: dict[str, _Settlement] = {}
         self._wake: trio.Event | None = None
         self._heard = 0.0
         self._board_seen = -float("inf")
@@ -160,13 +179,18 @@ class RedisState:
     def settle(self, grant: Grant, tokens: int) -> None:
         self._local.settle(grant, tokens)
         if grant.shared and (grant.estimate or tokens):
-            self._queue("settle", (grant, tokens))
+            pending = self._settlements.get(grant.key)
+            if pending is None:
+                pending = self._settlements[grant.key] = _Settlement(grant.window)
+            pending.add(grant.bucket, grant.estimate, tokens)
 
     def share(self, name: str, row: Row, merge: Merge) -> None:
         self._sections[name] = (row, merge)
 
     def publish(self, topic: str, message: Any) -> None:
-        self._queue("publish", (topic, message))
+        self._outbox.append((topic, message))
+        if self._wake is not None:
+            self._wake.set()
 
     def subscribe(self, topic: str, handler: Callable[[Any], None]) -> None:
         self._handlers.setdefault(topic, []).append(handler)
@@ -199,7 +223,8 @@ class RedisState:
                 # lands here; so does coredis's pub/sub cleanup writing to a
                 # connection its pool closed first, at shutdown.
                 failures += 1
-                level = logging.WARNING if failures == 1 else logging.DEBUG
+                stopping = trio.current_effective_deadline() == -math.inf
+                level = logging.WARNING if failures == 1 and not stopping else logging.DEBUG
                 log.log(level, "shared state: client stopped: %r; reconnecting", group)
             finally:
                 self._client = None
@@ -261,11 +286,6 @@ class RedisState:
             self._peers,
         )
 
-    def _queue(self, kind: str, item: Any) -> None:
-        self._outbox.append((kind, item))
-        if self._wake is not None:
-            self._wake.set()
-
     async def _post(self) -> None:
         row = json.dumps({name: row() for name, (row, _) in self._sections.items()})
         ttl = int(BOARD_TTL * 1000)
@@ -301,9 +321,20 @@ class RedisState:
             started = self._clock()
             try:
                 await self._post()
+                await self._settle_all()
             except Exception:  # a bug in a row builder must not end the service
                 log.exception("shared state: posting to the board failed")
             await trio.sleep_until(started + BOARD_INTERVAL)
+
+    async def _settle_all(self) -> None:
+        pending, self._settlements = self._settlements, {}
+        if not self._breaker.closed:
+            return  # lost with Redis: estimates stay counted, on the safe side
+        for key, settlement in pending.items():
+            args = [int(settlement.window * 1000), settlement.tokens]
+            for bucket, estimate in settlement.estimates.items():
+                args += [bucket, estimate]
+            await self._call("settle", self._script("settle", key, args))
 
     async def _outbox_loop(self) -> None:
         assert self._wake is not None
@@ -311,22 +342,10 @@ class RedisState:
             await self._wake.wait()
             self._wake = trio.Event()
             while self._outbox:
-                kind, item = self._outbox.popleft()
+                topic, message = self._outbox.popleft()
                 if not self._breaker.closed:
                     continue  # best effort: the board repeats what matters
-                try:
-                    await self._flush(kind, item)
-                except Exception:  # pragma: no cover - _call already catches Redis's
-                    log.exception("shared state: sending %s failed", kind)
-
-    async def _flush(self, kind: str, item: Any) -> None:
-        if kind == "publish":
-            topic, message = item
-            await self._send(topic, message)
-        else:
-            grant, tokens = item
-            args = [grant.bucket, grant.estimate, tokens, int(grant.window * 1000)]
-            await self._call("settle", self._script("settle", grant.key, args))
+                await self._send(topic, message)
 
     async def _send(self, topic: str, message: Any) -> None:
         client = self._client

@@ -87,21 +87,23 @@ return {0, math.max(1, math.ceil(wait)), requests, tokens, current}
 """
 )
 
-# KEYS[1]: the limit's hash. ARGV: the grant's bucket, its estimate, the real
-# tokens, window (ms). The estimate leaves its bucket if that is still kept.
+# KEYS[1]: the limit's hash. ARGV: window (ms), the real tokens to count now,
+# then pairs of (bucket, estimate) to take back from buckets still kept.
+# Settlements are batched: one call per limit per board interval.
 SETTLE = (
     _NOW
     + """
 local key = KEYS[1]
-local bucket = ARGV[1]
-local estimate = tonumber(ARGV[2])
-local tokens = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-local current = math.floor(now / (window / 60))
-if estimate > 0 and redis.call('HEXISTS', key, 't' .. bucket) == 1 then
-  redis.call('HINCRBY', key, 't' .. bucket, -estimate)
+local window = tonumber(ARGV[1])
+local tokens = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  local field = 't' .. ARGV[i]
+  if redis.call('HEXISTS', key, field) == 1 then
+    redis.call('HINCRBY', key, field, -tonumber(ARGV[i + 1]))
+  end
 end
 if tokens > 0 then
+  local current = math.floor(now / (window / 60))
   redis.call('HINCRBY', key, 't' .. current, tokens)
   redis.call('PEXPIRE', key, math.ceil(window + window / 30))
 end

@@ -1217,7 +1217,8 @@ def render(
 def redis_figures(targets: list[Results]) -> dict[str, float]:
     """Shared state's cost: CPU per request against plain feathergate, and the added p50."""
     by_name = {r.name: r for r in targets}
-    base, shared, limited = (by_name.get(n) for n in ("feathergate", *REDIS_NAMES))
+    names = ("feathergate", *(name for name, _ in REDIS_TARGETS))
+    base, shared, limited = (by_name.get(n) for n in names)
     if base is None or shared is None or limited is None:
         return {}
     out: dict[str, float] = {}

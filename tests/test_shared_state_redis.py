@@ -224,6 +224,36 @@ async def test_a_cooldown_reaches_the_other_gateway_within_a_second(redis: Redis
     assert len(failing.requests) == 1  # only a's one try; b never sent x anything
 
 
+async def test_least_busy_sees_the_other_gateways_requests_in_flight(redis: RedisServer) -> None:
+    release = trio.Event()
+    async with upstream(before_headers=release) as (fake, url):
+        config = build(
+            redis,
+            [deployment("x", url), deployment("y", url)],
+            router={"routing_strategy": "least-busy"},
+        )
+        async with gateways(config, 2) as [(a, _), (_, app_b)], httpx.AsyncClient() as http:
+
+            async def chat() -> None:
+                body = {"model": "m", "messages": MESSAGES}
+                assert (await http.post(f"{a}/v1/chat/completions", json=body)).status_code == 200
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):
+                    nursery.start_soon(chat)
+                await until(lambda: len(fake.requests) == 2, 5)
+                router_b = app_b.runtime.router
+
+                def in_flight() -> int:
+                    status = router_b.snapshot()
+                    return status["x"]["in_flight"] + status["y"]["in_flight"]
+
+                # Posted every 0.1 s for least-busy: about 0.2 s old at worst.
+                assert await until(lambda: in_flight() == 2, 2) < 0.5
+                release.set()
+            await until(lambda: in_flight() == 0, 2)
+
+
 async def test_pub_sub_resumes_after_a_redis_restart(redis: RedisServer) -> None:
     settings = SharedStateSettings(enabled=True, port=redis.port, source="test")
     a, b = RedisState(settings), RedisState(settings)

@@ -13,9 +13,9 @@ from feathergate.errors import ModelNotFound
 from feathergate.router.groups import ModelTable
 from feathergate.router.plan import AttemptPlan
 from feathergate.router.selection import DeploymentStatus, Selector
-from feathergate.router.shared import SharedRouterState
+from feathergate.router.shared import LEAST_BUSY_EVERY, SharedRouterState
 from feathergate.router.state import InMemoryState, RouterState
-from feathergate.state.base import SharedState
+from feathergate.state.base import DEFAULT_EVERY, SharedState
 
 __all__ = ["Router"]
 
@@ -43,8 +43,13 @@ class Router:
         self._table = ModelTable(config.deployments)
         clock = clock or trio.current_time
         if state is None and store is not None:
-            latency = config.router.routing_strategy == "latency-based-routing"
-            state = SharedRouterState(store, clock, share_samples=latency)
+            strategy = config.router.routing_strategy
+            state = SharedRouterState(
+                store,
+                clock,
+                share_samples=strategy == "latency-based-routing",
+                every=LEAST_BUSY_EVERY if strategy == "least-busy" else DEFAULT_EVERY,
+            )
         self._selector = Selector(
             config.router,
             InMemoryState() if state is None else state,

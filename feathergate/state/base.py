@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 import trio
 
-__all__ = ["Grant", "Limit", "Merge", "Row", "SharedState"]
+__all__ = ["DEFAULT_EVERY", "Grant", "Limit", "Merge", "Row", "SharedState"]
+
+DEFAULT_EVERY = 0.25  # seconds between two posts of a row on the board
 
 Row = Callable[[], Any]  # this process's row, built at each post
 Merge = Callable[[list[Any]], None]  # the other live processes' rows
@@ -99,8 +101,12 @@ class SharedState(Protocol):
     def settle(self, grant: Grant, tokens: int) -> None:
         """Replace the estimate ``grant`` counted with the real ``tokens`` (queued, not awaited)."""
 
-    def share(self, name: str, row: Row, merge: Merge) -> None:
-        """Post ``row()`` on the board under ``name`` and hand the others' rows to ``merge``."""
+    def share(self, name: str, row: Row, merge: Merge, every: float = DEFAULT_EVERY) -> None:
+        """Post ``row()`` on the board under ``name`` and hand the others' rows to ``merge``.
+
+        Rows are posted (and read) at least every ``every`` seconds, so what
+        a reader acts on is at most about twice that old.
+        """
 
     def publish(self, topic: str, message: Any) -> None:
         """Send ``message`` to every other process's ``topic`` handlers (queued, best effort)."""

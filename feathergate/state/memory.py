@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from feathergate.state.base import Grant, Limit, Merge, Row
+from feathergate.state.base import DEFAULT_EVERY, Grant, Limit, Merge, Row
 from feathergate.state.window import Windows
 
 __all__ = ["MemoryHub", "MemoryState"]
@@ -60,7 +60,7 @@ class MemoryState:
     def settle(self, grant: Grant, tokens: int) -> None:
         self.hub.windows.settle(grant, tokens)
 
-    def share(self, name: str, row: Row, merge: Merge) -> None:
+    def share(self, name: str, row: Row, merge: Merge, every: float = DEFAULT_EVERY) -> None:
         self._sections[name] = (row, merge)
 
     def rows(self) -> dict[str, Any]:

@@ -9,8 +9,10 @@ a deployment with a limit: one ``EVALSHA`` of :data:`.scripts.ACQUIRE`,
 bounded by ``timeout`` (0.25 s by default) with no retries. Everything else
 runs in three background loops:
 
-* the **board** posts this process's row every ``BOARD_INTERVAL`` and reads
-  the others' (who is alive; in flight, failures, cooldowns, latency);
+* the **board** posts this process's row as often as its most demanding
+  section asks (``share(..., every=)``; 0.25 s by default, 0.1 s for
+  least-busy) and reads the others' (who is alive; in flight, failures,
+  cooldowns, latency);
 * the **outbox** sends what requests queued (broadcasts) as soon as there
   is something; token settlements are summed per limit and sent with the
   board's post, one call per limit per interval;
@@ -48,23 +50,24 @@ from coredis.retry import NoRetryPolicy
 
 from feathergate import metrics
 from feathergate.errors import SharedStateUnavailable
-from feathergate.state.base import Grant, Limit, Merge, Row
+from feathergate.state.base import DEFAULT_EVERY, Grant, Limit, Merge, Row
 from feathergate.state.breaker import Breaker
 from feathergate.state.keys import Keys
 from feathergate.state.memory import MemoryState
 from feathergate.state.scripts import ACQUIRE, BOARD, SETTLE
 from feathergate.state.settings import SharedStateSettings
 
-__all__ = ["BOARD_INTERVAL", "HEARTBEAT", "SILENCE", "RedisState"]
+__all__ = ["HEARTBEAT", "SILENCE", "RedisState"]
 
 log = logging.getLogger("feathergate.state")
 
 T = TypeVar("T")
 
-BOARD_INTERVAL = 0.1  # in-flight counts are at most two intervals old
 BOARD_TTL = 2.0  # a process whose row is older is not alive
-HEARTBEAT = 0.5
-SILENCE = 1.5
+# The board repeats what a lost message said, so a slow recovery of the
+# subscription costs little; a faster heartbeat would cost every process CPU.
+HEARTBEAT = 1.0
+SILENCE = 3.0
 RECONNECT_DELAY = 0.5
 _OUTBOX_LIMIT = 10_000  # while Redis is away, older queued messages are dropped
 
@@ -132,6 +135,7 @@ class RedisState:
         self._scripts: dict[str, Any] = {}
         self._peers = max(1, settings.processes)
         self._sections: dict[str, tuple[Row, Merge]] = {}
+        self._interval = DEFAULT_EVERY
         self._handlers: dict[str, list[Callable[[Any], None]]] = {}
         self._outbox: deque[tuple[str, Any]] = deque(maxlen=_OUTBOX_LIMIT)
         self._settlements: dict[str, _Settlement] = {}
@@ -184,8 +188,9 @@ class RedisState:
                 pending = self._settlements[grant.key] = _Settlement(grant.window)
             pending.add(grant.bucket, grant.estimate, tokens)
 
-    def share(self, name: str, row: Row, merge: Merge) -> None:
+    def share(self, name: str, row: Row, merge: Merge, every: float = DEFAULT_EVERY) -> None:
         self._sections[name] = (row, merge)
+        self._interval = min(self._interval, every)
 
     def publish(self, topic: str, message: Any) -> None:
         self._outbox.append((topic, message))
@@ -324,7 +329,7 @@ class RedisState:
                 await self._settle_all()
             except Exception:  # a bug in a row builder must not end the service
                 log.exception("shared state: posting to the board failed")
-            await trio.sleep_until(started + BOARD_INTERVAL)
+            await trio.sleep_until(started + self._interval)
 
     async def _settle_all(self) -> None:
         pending, self._settlements = self._settlements, {}

@@ -192,6 +192,25 @@ async def test_a_cooldown_reaches_the_others_at_once() -> None:
     assert {b.plan("m", stream=False, prompt_tokens=0).next().id for _ in range(20)} == {"y"}
 
 
+async def test_a_cooldown_heard_from_a_peer_is_not_echoed_back_longer() -> None:
+    # Rows are a little old when read; were they to repeat what peers said,
+    # each hop would add that age and the cooldown would never end.
+    clock = Clock()
+    hub, (a, b) = fleet(config(dep("x"), dep("y"), allowed_fails=0, cooldown_time=5), clock)
+    plan = a.plan("m", stream=False, prompt_tokens=0)
+    x = by_id(a, "x")
+    plan.started(x)
+    plan.failed(x, UpstreamStatusError(500, "boom", type="api_error"))
+    for _ in range(40):  # 10 s of board ticks, each row read 0.2 s after it was written
+        rows = [member.rows() for member in hub.members]
+        clock.now += 0.2
+        for i, member in enumerate(hub.members):
+            member.merge([row for j, row in enumerate(rows) if j != i])
+        clock.now += 0.05
+    assert a.snapshot()["x"]["cooling_until"] is None
+    assert b.snapshot()["x"]["cooling_until"] is None
+
+
 async def test_failures_count_across_processes_through_the_board() -> None:
     clock = Clock()
     hub, (a, b) = fleet(config(dep("x"), dep("y"), allowed_fails=1, cooldown_time=30), clock)

@@ -15,7 +15,7 @@ What is exact and what is approximate:
 * rpm/tpm are exact, but not here: :meth:`AttemptPlan.admit` asks the
   store's counters, one atomic script per request (see :mod:`.plan`);
 * a cooldown reaches the others within milliseconds (broadcast) and at
-  worst one board interval (the board repeats it until it ends);
+  worst one board interval (its process's row repeats it until it ends);
 * failures, in-flight counts and latency samples are the peers' as of their
   last row: a failure in one process counts towards ``allowed_fails``
   everywhere, a success clears only the failures its own process saw.
@@ -59,6 +59,10 @@ class SharedRouterState(InMemoryState):
         self._peer_busy: dict[str, int] = {}
         self._peer_failures: dict[str, int] = {}
         self._peer_samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        # Cooldowns this process decided; only these go on its row. A row is a
+        # little old when read, so echoing what others said would lengthen a
+        # cooldown by that age on every hop, for ever.
+        self._own_cooldowns: dict[str, float] = {}
         store.share("router", self.row, self.merge, every)
         store.subscribe("cooldown", self._heard_cooldown)
 
@@ -81,6 +85,7 @@ class SharedRouterState(InMemoryState):
     # -- writes that the others must hear at once --------------------------------
     def cool(self, dep_id: str, until: float) -> None:
         super().cool(dep_id, until)
+        self._own_cooldowns[dep_id] = max(until, self._own_cooldowns.get(dep_id, 0.0))
         remaining = until - self._clock()
         if remaining > 0:
             self._store.publish("cooldown", {"id": dep_id, "seconds": round(remaining, 3)})
@@ -93,7 +98,7 @@ class SharedRouterState(InMemoryState):
 
     # -- the board ---------------------------------------------------------------
     def row(self) -> dict[str, Any]:
-        """This process's row: its own counts (never the peers'), and every cooldown it knows."""
+        """This process's row: its own counts and cooldowns, never what the peers said."""
         now = self._clock()
         since = now - self._window
         failures = {}
@@ -101,11 +106,14 @@ class SharedRouterState(InMemoryState):
             count = super().health(dep_id, since).failures
             if count:
                 failures[dep_id] = count
+        self._own_cooldowns = {k: v for k, v in self._own_cooldowns.items() if v > now}
         row: dict[str, Any] = {
             "busy": {dep_id: n for dep_id, n in self._in_flight.items() if n},
             "failures": failures,
             "cool": {
-                dep_id: round(end - now, 3) for dep_id, end in self._cooldowns.items() if end > now
+                dep_id: round(end - now, 3)
+                for dep_id, end in self._own_cooldowns.items()
+                if end > now
             },
         }
         if self._share_samples:

@@ -90,6 +90,10 @@ def test_environment_fills_what_a_host_source_leaves_unset() -> None:
     assert (settings.port, settings.password, settings.ssl, settings.db) == (7000, SECRET, True, 4)
     explicit, _ = parse(env, router_settings={"redis_host": "h", "redis_port": 6379})
     assert explicit.port == 6379
+    tls, _ = parse(
+        {"REDIS_URL": "rediss://h", "REDIS_SSL_CA_CERTS": "/ca.pem", "REDIS_SSL_CERT_REQS": "none"}
+    )
+    assert (tls.ssl, tls.ssl_ca_certs, tls.ssl_cert_reqs) == (True, "/ca.pem", "none")
 
 
 def test_cache_params_need_cache_true_and_type_redis() -> None:

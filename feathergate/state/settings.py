@@ -13,7 +13,9 @@ wins; later ones are not merged into it:
 As in LiteLLM, a URL carries everything (host, port, password, database,
 ``rediss://`` for TLS) and the separate keys beside it are dropped; a source
 given by host takes what it leaves unset from ``REDIS_PORT``,
-``REDIS_PASSWORD``, ``REDIS_USERNAME``, ``REDIS_DB`` and ``REDIS_SSL``.
+``REDIS_PASSWORD``, ``REDIS_USERNAME``, ``REDIS_DB`` and ``REDIS_SSL``; TLS
+options (``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_check_hostname``) fall
+back to their ``REDIS_*`` variables whatever the source.
 """
 
 from __future__ import annotations
@@ -302,14 +304,20 @@ def _connection(
             username=read.text(username, path_of("username")),
             ssl=bool(ssl),
         )
-    cert_reqs = read.text(raw.get("ssl_cert_reqs"), path_of("ssl_cert_reqs"))
+
+    def ssl_option(key: str) -> Any:
+        return raw.get(key, env.get(f"REDIS_{key.upper()}"))
+
+    cert_reqs = read.text(ssl_option("ssl_cert_reqs"), path_of("ssl_cert_reqs"))
     if cert_reqs is not None and cert_reqs.lower() not in ("required", "optional", "none"):
         raise ConfigError(path_of("ssl_cert_reqs"), "expected required, optional or none")
     return replace(
         settings,
         ssl_cert_reqs=cert_reqs.lower() if cert_reqs else settings.ssl_cert_reqs,
-        ssl_check_hostname=read.flag(raw.get("ssl_check_hostname"), path_of("ssl_check_hostname")),
-        ssl_ca_certs=read.text(raw.get("ssl_ca_certs"), path_of("ssl_ca_certs")),
+        ssl_check_hostname=read.flag(
+            ssl_option("ssl_check_hostname"), path_of("ssl_check_hostname")
+        ),
+        ssl_ca_certs=read.text(ssl_option("ssl_ca_certs"), path_of("ssl_ca_certs")),
         namespace=read.text(raw.get("namespace"), path_of("namespace")) or DEFAULT_NAMESPACE,
         timeout=read.seconds(raw.get("socket_timeout"), path_of("socket_timeout"))
         or DEFAULT_TIMEOUT,
@@ -354,10 +362,10 @@ def _cache_source(read: _Reader, litellm: Mapping[str, Any]) -> SharedStateSetti
 
 def _env_source(read: _Reader) -> SharedStateSettings | None:
     env = read.env
-    if env.get("REDIS_URL"):
-        return _from_url(read, env["REDIS_URL"], "REDIS_URL")
     raw: dict[str, Any] = {}
-    if env.get("REDIS_CLUSTER_NODES"):
+    if env.get("REDIS_URL"):
+        raw["url"] = env["REDIS_URL"]
+    elif env.get("REDIS_CLUSTER_NODES"):
         raw["startup_nodes"] = env["REDIS_CLUSTER_NODES"]
     elif env.get("REDIS_HOST"):
         raw["host"] = env["REDIS_HOST"]

@@ -502,3 +502,26 @@ async def test_tls_with_a_password_and_a_database_number(tmp_path: Path) -> None
             keys = server.cli("KEYS", "*", password=password, db=2)
     assert [status for status, _, _ in load.results].count(200) == 4 == len(fake.requests)
     assert "feathergate:{limit:deployment:x}" in keys
+
+
+async def test_a_wrong_password_is_reported_once_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "feathergate.state")
+    wrong = "not-the-password-123"
+    with running_redis("--requirepass", "the-password") as server:
+        async with upstream() as (_, url):
+            config = build(server, [deployment("x", url, rpm=1)], router={"redis_password": wrong})
+            async with gateways(config, 1) as [(a, app)], httpx.AsyncClient() as http:
+                body = {"model": "m", "messages": MESSAGES}
+                codes = [
+                    (await http.post(f"{a}/v1/chat/completions", json=body)).status_code
+                    for _ in range(2)
+                ]
+                assert not state(app).up
+    assert codes == [200, 429]  # counted locally meanwhile
+    messages = [r.getMessage() for r in caplog.records]
+    startup = [m for m in messages if "unreachable at startup" in m]
+    assert len(startup) == 1
+    assert "WRONGPASS" in startup[0] or "Authentication" in startup[0]
+    assert not any(wrong in m for m in messages)

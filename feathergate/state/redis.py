@@ -118,6 +118,11 @@ class _Settlement:
         self.tokens += tokens
 
 
+def _reason(error: BaseException | None) -> str:
+    # A wrong password or a TLS problem says so here (never the password itself).
+    return f"{type(error).__name__}: {error}" if error else "timed out"
+
+
 def _member() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
@@ -147,6 +152,7 @@ class RedisState:
         self._heard = 0.0
         self._board_seen = -float("inf")
         self._reported = False  # the startup state was logged
+        self._last_error: BaseException | None = None
         metrics.SHARED_STATE_UP.set(0)
 
     # -- the seam ---------------------------------------------------------------
@@ -246,8 +252,9 @@ class RedisState:
     def _report_start(self) -> None:
         if not self._breaker.closed:
             log.warning(
-                "shared state: Redis is unreachable at startup; rate limits count locally "
+                "shared state: Redis is unreachable at startup (%s); rate limits count locally "
                 "(limit / %d processes) until it answers",
+                _reason(self._last_error),
                 self._peers,
             )
         self._reported = True
@@ -281,6 +288,7 @@ class RedisState:
                     self._transition(up=True)
                 return result
         metrics.SHARED_STATE_ERRORS.labels(op).inc()
+        self._last_error = error
         if self._breaker.failure():
             self._transition(up=False, error=error)
         return None
@@ -291,11 +299,10 @@ class RedisState:
             if self._reported:
                 log.info("shared state: Redis answers again; limits and cooldowns are shared")
             return
-        reason = f"{type(error).__name__}: {error}" if error else "timed out"
         log.warning(
             "shared state: Redis unreachable (%s); rate limits count locally "
             "(limit / %d processes), cooldowns stay local",
-            reason,
+            _reason(error),
             self._peers,
         )
 

@@ -36,7 +36,9 @@ def write_config(path: Path, rpm: int, redis: RedisServer | None) -> Path:
         "  - model_name: m\n"
         f"    litellm_params: {{model: openai/x, mock_response: hi, rpm: {rpm}}}\n"
         "    model_info: {id: limited}\n"
-        "feathergate_settings: {shutdown_grace_period: 1}\n"
+        # A generous Redis timeout: on a loaded CI machine a slow answer would
+        # otherwise switch to local counting, which is not what is tested here.
+        "feathergate_settings: {shutdown_grace_period: 1, redis_timeout: 2}\n"
     )
     if redis is not None:
         text += f"router_settings: {{redis_host: 127.0.0.1, redis_port: {redis.port}}}\n"

@@ -13,6 +13,7 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +65,15 @@ def deployment(ident: str, base: str, **params: Any) -> dict[str, Any]:
     }
 
 
-def build(redis: RedisServer, models: list[dict[str, Any]], **sections: Any) -> Config:
+def build(
+    redis: RedisServer, models: list[dict[str, Any]], timeout: float = TIMEOUT, **sections: Any
+) -> Config:
     router = {"redis_host": "127.0.0.1", "redis_port": redis.port, **sections.pop("router", {})}
     return parse_config(
         {
             "model_list": models,
             "router_settings": router,
-            "feathergate_settings": {"shutdown_grace_period": 1},
+            "feathergate_settings": {"shutdown_grace_period": 1, "redis_timeout": timeout},
             **sections,
         },
         {},
@@ -155,7 +158,8 @@ class Load:
 
 async def test_rpm_is_exact_across_two_gateways_and_refusals_say_when(redis: RedisServer) -> None:
     async with upstream() as (fake, url):
-        config = build(redis, [deployment("x", url, rpm=30)])
+        # A slow answer on a loaded machine must not switch to local counting here.
+        config = build(redis, [deployment("x", url, rpm=30)], timeout=2.0)
         async with gateways(config, 2) as [(a, _), (b, _)]:
             load = Load([a, b], 90, concurrency=6)
             await load.run()
@@ -170,7 +174,8 @@ async def test_rpm_is_exact_across_two_gateways_and_refusals_say_when(redis: Red
 
 async def test_a_full_deployment_hands_requests_to_its_sibling(redis: RedisServer) -> None:
     async with upstream() as (_, url):
-        config = build(redis, [deployment("x", url, rpm=5, order=1), deployment("y", url, order=2)])
+        models = [deployment("x", url, rpm=5, order=1), deployment("y", url, order=2)]
+        config = build(redis, models, timeout=2.0)
         async with gateways(config, 2) as [(a, _), (b, _)]:
             load = Load([a, b], 20, concurrency=4)
             await load.run()
@@ -184,7 +189,7 @@ async def test_tpm_estimates_settle_to_the_reported_usage(redis: RedisServer) ->
     # The estimate is a quarter of the body's bytes (~40 here); the upstream
     # reports 13 tokens, so after settling, later requests see the small number.
     limit = Limit(requests=None, tokens=1000)
-    settings = SharedStateSettings(enabled=True, port=redis.port, source="test")
+    settings = SharedStateSettings(enabled=True, port=redis.port, source="test", timeout=2.0)
     a, b = RedisState(settings), RedisState(settings)
     async with trio.open_nursery() as nursery:
         await nursery.start(a.run)
@@ -192,9 +197,12 @@ async def test_tpm_estimates_settle_to_the_reported_usage(redis: RedisServer) ->
         grant = await a.acquire("deployment", "x", limit, 400)
         assert (grant.admitted, grant.tokens, grant.shared) == (True, 400, True)
         a.settle(grant, 13)
-        with trio.fail_after(5):
-            while (await b.acquire("deployment", "x", limit, 0)).tokens != 13:
-                pass
+        for _ in range(100):  # settlements go out with the next board post
+            if (await b.acquire("deployment", "x", limit, 0)).tokens == 13:
+                break
+            await trio.sleep(0.05)
+        else:
+            pytest.fail("the settlement never reached Redis")
         big = await b.acquire("deployment", "x", limit, 990)
         assert not big.admitted
         assert 59 < big.wait <= 61
@@ -255,7 +263,7 @@ async def test_least_busy_sees_the_other_gateways_requests_in_flight(redis: Redi
 
 
 async def test_pub_sub_resumes_after_a_redis_restart(redis: RedisServer) -> None:
-    settings = SharedStateSettings(enabled=True, port=redis.port, source="test")
+    settings = SharedStateSettings(enabled=True, port=redis.port, source="test", timeout=2.0)
     a, b = RedisState(settings), RedisState(settings)
     heard: list[Any] = []
     b.subscribe("note", heard.append)
@@ -442,8 +450,9 @@ async def test_redis_cluster_shares_limits_board_and_broadcast(tmp_path: Path) -
             },
             {},
         )
-        assert config.shared_state.cluster
-        a, b = RedisState(config.shared_state), RedisState(config.shared_state)
+        settings = replace(config.shared_state, timeout=2.0)  # no fallback on a slow answer
+        assert settings.cluster
+        a, b = RedisState(settings), RedisState(settings)
         heard: list[Any] = []
         b.subscribe("note", heard.append)
         async with trio.open_nursery() as nursery:
@@ -491,7 +500,7 @@ async def test_tls_with_a_password_and_a_database_number(tmp_path: Path) -> None
                         "redis_url": f"rediss://:{password}@127.0.0.1:{tls_port}/2",
                         "cache_kwargs": {"ssl_ca_certs": cert},
                     },
-                    "feathergate_settings": {"shutdown_grace_period": 1},
+                    "feathergate_settings": {"shutdown_grace_period": 1, "redis_timeout": 2},
                 },
                 {},
             )

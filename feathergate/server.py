@@ -178,9 +178,11 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # httpx logs every request at INFO: a hot-path cost, and URLs are not ours to log.
-    # coredis logs every script reload (after a Redis restart) at INFO.
-    for noisy in ("httpx", "httpcore", "coredis"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # coredis logs a traceback for some failed connects, at every attempt while
+    # Redis is away; feathergate.state reports each transition once instead.
+    logging.getLogger("coredis").setLevel(logging.CRITICAL)
 
 
 def per_worker(config: Config, workers: int) -> Config:

@@ -132,7 +132,11 @@ class SharedStateSettings:
             where = f"cluster {scheme}://{auth}{nodes}"
         else:
             where = f"{scheme}://{auth}{RedisNode(self.host, self.port)}/{self.db}"
-        return f"{where} (from {self.source}; namespace {self.namespace!r})"
+        closed = "; fail closed" if self.fail_closed else ""
+        return (
+            f"{where} (from {self.source}; namespace {self.namespace!r}; "
+            f"timeout {self.timeout:g} s{closed})"
+        )
 
 
 class _Reader:

@@ -7,6 +7,7 @@ them over a gateway's workers.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -59,8 +60,10 @@ class Gateway:
     async def spawn(cls, config: Path, workers: int = 1) -> Gateway:
         command = [sys.executable, "-m", "feathergate", "serve", "--config", str(config)]
         command += ["--bind", "127.0.0.1:0", "--workers", str(workers)]
+        # Only the config says where Redis is, whatever this machine's REDIS_* say.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
         process = await trio.lowlevel.open_process(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
         )
         return cls(process, workers)
 

@@ -227,5 +227,6 @@ def test_check_shows_where_the_shared_state_is_but_not_the_password(tmp_path: Pa
     plain.write_text(
         "model_list:\n  - model_name: m\n    litellm_params: {model: openai/x, mock_response: hi}\n"
     )
-    result = CliRunner().invoke(main, ["check", "--config", str(plain)], env={"REDIS_HOST": ""})
+    unset = {name: "" for name in ("REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_HOST")}
+    result = CliRunner().invoke(main, ["check", "--config", str(plain)], env=unset)
     assert "shared state: off" in result.output

@@ -118,5 +118,6 @@ def check(config_path: str | None) -> None:
     click.echo(_row(header, widths))
     for row in rows:
         click.echo(_row(row, widths))
+    click.echo(f"\nshared state: {config.shared_state.describe()}")
     n = len(config.deployments)
-    click.echo(f"\n{path}: OK, {n} deployment{'s' * (n != 1)}, {len(config.warnings)} warnings")
+    click.echo(f"{path}: OK, {n} deployment{'s' * (n != 1)}, {len(config.warnings)} warnings")

@@ -24,6 +24,7 @@ Socket and TLS errors of upstream calls are converted in exactly one place,
     │                                          not retryable)
     ├── ProviderUnsupported            501     invalid_request_error
     ├── ShuttingDown                   503     server_error (grace period over)
+    ├── SharedStateUnavailable         503     server_error (+ Retry-After; fail closed)
     ├── RouteError                     404/405 for paths and methods we do not serve
     └── UpstreamError                          (raised for the upstream's failures)
         ├── UpstreamStatusError        the upstream's status, body normalised
@@ -55,6 +56,7 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "RouteError",
+    "SharedStateUnavailable",
     "ShuttingDown",
     "UnsupportedParameter",
     "UpstreamError",
@@ -225,6 +227,24 @@ class ShuttingDown(GatewayError):
 
     def __init__(self) -> None:
         super().__init__("the gateway is shutting down and its grace period is over")
+
+
+class SharedStateUnavailable(GatewayError):
+    """Redis is away and ``fail_closed_rate_limit_enforcement`` forbids counting locally."""
+
+    status = 503
+    type = "server_error"
+    code = "rate_limit_state_unavailable"
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        super().__init__(
+            "rate limits cannot be checked: the shared state (Redis) is unreachable "
+            "and fail_closed_rate_limit_enforcement is on"
+        )
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(max(1, round(self.retry_after))).encode())]
 
 
 class RouteError(GatewayError):

@@ -47,6 +47,7 @@ from feathergate.relay import (
     send_error,
 )
 from feathergate.router import Router
+from feathergate.state.base import SharedState
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
 from feathergate.upstream import Transport, UpstreamPool
 
@@ -62,7 +63,12 @@ class Runtime:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.router = Router(config)
+        self.shared: SharedState | None = None
+        if config.shared_state.enabled:
+            from feathergate.state.redis import RedisState  # coredis only when configured
+
+            self.shared = RedisState(config.shared_state)
+        self.router = Router(config, store=self.shared)
         self.drain = Drain()
         self.pool: UpstreamPool | None = None
         self.draining = False

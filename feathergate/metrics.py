@@ -18,6 +18,9 @@ __all__ = [
     "REQUESTS",
     "REQUEST_LATENCY",
     "RETRIES",
+    "SHARED_STATE_ERRORS",
+    "SHARED_STATE_FALLBACKS",
+    "SHARED_STATE_UP",
     "deployment_failures",
     "deployment_requests",
     "request_latency",
@@ -71,6 +74,22 @@ RETRIES = Counter(
     "feathergate_router_retries",
     "Retries and fallbacks the router decided on",
     ["model", "kind"],
+)
+SHARED_STATE_UP = Gauge(
+    "feathergate_shared_state_up",
+    "1 while the shared state (Redis) answers, 0 while limits and cooldowns are local",
+    multiprocess_mode="livemin",
+)
+SHARED_STATE_FALLBACKS = Counter(
+    "feathergate_shared_state_fallbacks",
+    "Rate-limit decisions taken without the shared state: local (limit / processes) "
+    "or fail_closed (503)",
+    ["kind"],
+)
+SHARED_STATE_ERRORS = Counter(
+    "feathergate_shared_state_errors",
+    "Calls to the shared state that failed or timed out, by operation",
+    ["op"],
 )
 
 

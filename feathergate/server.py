@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -38,7 +38,7 @@ from feathergate.config import Config
 from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
 
-__all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "run", "serve"]
+__all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "per_worker", "run", "serve"]
 
 log = logging.getLogger("feathergate")
 
@@ -164,6 +164,8 @@ async def serve(
 
     wrapped = wrap_app(cast(Any, app), hconfig.wsgi_max_body_size, "asgi")
     async with trio.open_nursery() as nursery:
+        if runtime.shared is not None:
+            await nursery.start(runtime.shared.run)  # cancelled with the stages, at the end
 
         async def hypercorn(task_status: trio.TaskStatus[list[str]]) -> None:
             await worker_serve(
@@ -203,6 +205,38 @@ def setup_logging(level: str) -> None:
     # httpx logs every request at INFO: a hot-path cost, and URLs are not ours to log.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # coredis logs a traceback for some failed connects, at every attempt while
+    # Redis is away; feathergate.state reports each transition once instead.
+    logging.getLogger("coredis").setLevel(logging.CRITICAL)
+
+
+def per_worker(config: Config, workers: int) -> Config:
+    """``config`` as each of ``workers`` processes applies it.
+
+    Without shared state every process counts alone, so each gets ``1/N`` of
+    every rpm/tpm limit (at least 1); with it, the processes count together
+    and only the fallback split needs ``N`` until Redis has been seen.
+    """
+    if workers <= 1:
+        return config
+    if config.shared_state.enabled:
+        return replace(config, shared_state=replace(config.shared_state, processes=workers))
+
+    def share(value: int | None) -> int | None:
+        return None if value is None else max(1, value // workers)
+
+    deployments = tuple(
+        replace(d, rpm=share(d.rpm), tpm=share(d.tpm)) if d.rpm or d.tpm else d
+        for d in config.deployments
+    )
+    if deployments != config.deployments:
+        log.warning(
+            "no shared state (Redis) configured: each of the %d workers enforces 1/%d of every "
+            "rpm/tpm limit; configure router_settings.redis_host to share exact limits",
+            workers,
+            workers,
+        )
+    return replace(config, deployments=deployments)
 
 
 def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -> None:
@@ -211,6 +245,7 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
     port = sockets.insecure_sockets[0].getsockname()[1]  # for port 0, the one the kernel chose
     at = Bind(bind.host, port)
     log.info("FeatherGate listening on http://%s (%d worker%s)", at, workers, "s" * (workers > 1))
+    config = per_worker(config, workers)
     if workers <= 1:
         trio.run(partial(serve, config, sockets))
         return

@@ -6,6 +6,7 @@ Run it from the repository root with the project's virtualenv::
     .venv/bin/python scripts/bench.py --quick          # smaller counts, about 70 s
     .venv/bin/python scripts/bench.py --only latency,ttft
     .venv/bin/python scripts/bench.py --compare 'litellm --config {config} --port {port}'
+    .venv/bin/python scripts/bench.py --only latency --redis     # shared state's cost
     # another tree (git archive OLD | tar -x -C /tmp/old) side by side with this one:
     .venv/bin/python scripts/bench.py --only latency --compare 'env -C /tmp/old \
         $PWD/.venv/bin/python -m feathergate serve --config {config} --bind 127.0.0.1:{port}'
@@ -88,6 +89,15 @@ rss
     20,000 at concurrency 16 (within 120 s; a slower gateway reports what it
     got through). "No upward trend" means the RSS grew by at most 1 MB over
     the second half of the requests.
+redis (``--redis``)
+    Two more FeatherGate targets, latency and CPU sections only, with a
+    ``redis-server`` (``--save '' --appendonly no``) on the load's CPU:
+    ``redis`` has shared state on and no limits (no Redis round trip on the
+    request path: its CPU per request should be within 5% of plain
+    ``feathergate``); ``redis-rpm`` also gives the benchmarked deployment an
+    rpm and a tpm too large to refuse anything, so every request runs the one
+    admission script. **Added latency with limits** = ``redis-rpm`` minus
+    ``feathergate`` at concurrency 1, p50 (goal: <= 0.6 ms).
 startup
     Spawn to the first ``/health`` 200 (polled every 2 ms), median of 5 cold
     starts. Beside it the **floor**: ``python -c "import trio, hypercorn,
@@ -122,7 +132,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -141,6 +151,11 @@ FLOOR_IMPORTS = "trio, hypercorn, quart_trio, httpx, yaml, prometheus_client, cl
 CHAT_PATH = "/v1/chat/completions"
 API_KEY = "sk-bench"
 FAST_MODEL = "bench-fast"  # JSON, or every token at once
+REDIS_TARGETS: tuple[tuple[str, dict[str, int]], ...] = (
+    ("redis", {}),
+    ("redis-rpm", {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000}),
+)
+REDIS_NAMES = frozenset(name for name, _ in REDIS_TARGETS)
 TTFT_MODEL = "bench-2ms"  # one token per 2 ms
 TTFT_TOKENS = 5
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
@@ -435,7 +450,14 @@ def compare_spec(command: str, config: Path, upstream: str, health: str) -> Gate
     return GatewaySpec("compare", argv, health, command)
 
 
-def write_config(path: Path, upstream: str, stream_model: str) -> None:
+def write_config(
+    path: Path,
+    upstream: str,
+    stream_model: str,
+    *,
+    redis_port: int | None = None,
+    limits: dict[str, int] | None = None,
+) -> None:
     # JSON is YAML: one openai/ deployment per stream shape, all on the same fake.
     models = [
         {
@@ -444,7 +466,25 @@ def write_config(path: Path, upstream: str, stream_model: str) -> None:
         }
         for name in (FAST_MODEL, TTFT_MODEL, stream_model)
     ]
-    path.write_text(json.dumps({"model_list": models}, indent=2) + "\n")
+    models[0]["litellm_params"].update(limits or {})
+    config: dict[str, Any] = {"model_list": models}
+    if redis_port is not None:
+        config["router_settings"] = {"redis_host": "127.0.0.1", "redis_port": redis_port}
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def start_redis(procs: Processes, cpus: frozenset[int] | None) -> int:
+    """A ``redis-server`` without persistence on a free port; returns the port."""
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is None:
+        raise RuntimeError("--redis needs redis-server (apt-get install -y redis-server)")
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    proc = procs.start(argv, "redis", cpus, stdout_pipe=True)
+    deadline = time.monotonic() + 15.0
+    while b"Ready to accept connections" not in read_line(proc, deadline - time.monotonic()):
+        pass
+    return port
 
 
 def start_upstream(
@@ -1137,6 +1177,8 @@ def render(
                     f"the second half {m.growth_second_half_mb:+.2f} MB, errors {m.errors}"
                 )
 
+    add_redis_summary(add, targets)
+
     others = [x.other_busy for r in targets for x in r.load.values() if x.other_busy is not None]
     others += [r.streams.other_busy for r in targets if r.streams and r.streams.other_busy]
     if others and max(others) > 0.05:
@@ -1170,6 +1212,49 @@ def render(
             label = f"{check.label} [{check.target}]"
             add(f"  {label:<56}{cells}")
     return "\n".join(lines)
+
+
+def redis_figures(targets: list[Results]) -> dict[str, float]:
+    """Shared state's cost: CPU per request against plain feathergate, and the added p50."""
+    by_name = {r.name: r for r in targets}
+    names = ("feathergate", *(name for name, _ in REDIS_TARGETS))
+    base, shared, limited = (by_name.get(n) for n in names)
+    if base is None or shared is None or limited is None:
+        return {}
+    out: dict[str, float] = {}
+    for key, r in (("redis", shared), ("redis_rpm", limited)):
+        for c in (CPU_JUDGED_AT, 1):
+            ours, theirs = base.load.get(c), r.load.get(c)
+            if ours and theirs and ours.cpu_ms_per_request and theirs.cpu_ms_per_request:
+                out[f"{key}_cpu_ratio_c{c}"] = theirs.cpu_ms_per_request / ours.cpu_ms_per_request
+    if 1 in base.load and 1 in limited.load:
+        out["redis_rpm_added_p50_ms"] = limited.load[1].p50_ms - base.load[1].p50_ms
+        out["redis_rpm_added_p99_ms"] = limited.load[1].p99_ms - base.load[1].p99_ms
+    if 1 in base.load and 1 in shared.load:
+        out["redis_added_p50_ms"] = shared.load[1].p50_ms - base.load[1].p50_ms
+    return out
+
+
+def add_redis_summary(add: Callable[[str], None], targets: list[Results]) -> None:
+    figures = redis_figures(targets)
+    if not figures:
+        return
+    add("")
+    add("Shared state (redis-server on the load's CPU), against plain feathergate")
+    for key, label in (("redis", "Redis, no limits"), ("redis_rpm", "Redis, rpm/tpm on")):
+        for c in (CPU_JUDGED_AT, 1):
+            ratio = figures.get(f"{key}_cpu_ratio_c{c}")
+            if ratio is not None:
+                add(f"  {label}: CPU per request at c={c} {ratio - 1:+.1%}")
+    if "redis_added_p50_ms" in figures:
+        add(f"  Redis, no limits: added p50 at c=1 {figures['redis_added_p50_ms']:.3f} ms")
+    if "redis_rpm_added_p50_ms" in figures:
+        p50, p99 = figures["redis_rpm_added_p50_ms"], figures["redis_rpm_added_p99_ms"]
+        verdict = "PASS" if p50 <= 0.6 else "MISS"
+        add(
+            f"  Redis, rpm/tpm on: added latency at c=1 p50 {p50:.3f} ms [goal <= 0.6 ms] "
+            f"{verdict}, p99 {p99:.3f} ms"
+        )
 
 
 def to_json(
@@ -1211,6 +1296,8 @@ def to_json(
     }
     for r in targets:
         document[r.name] = results(r)
+    if redis_figures(targets):
+        document["shared_state"] = {k: round(v, 4) for k, v in redis_figures(targets).items()}
     document["checks"] = {
         name: {
             c.key: {"value": round(c.value, 4), "target": c.target, "pass": c.passed} for c in cs
@@ -1283,6 +1370,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="readiness path of the --compare gateway (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=1, help="passed to feathergate serve")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="also measure shared state on a local redis-server, without and with rpm/tpm",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--label", default="", help="free text for the report and the JSON (e.g. the tree's commit)"
@@ -1377,6 +1469,15 @@ def measure_all(
     specs = [feathergate_spec(config, args.workers)]
     if args.compare:
         specs.append(compare_spec(args.compare, config, upstream, args.compare_health))
+    if args.redis:
+        redis_port = start_redis(procs, lay.load)
+        log(f"redis-server on 127.0.0.1:{redis_port}")
+        # Limits far above what one core can serve: every request is counted, none refused.
+        for name, limits in REDIS_TARGETS:
+            path = workdir / f"{name}.yaml"
+            write_config(path, upstream, ctx.stream_model, redis_port=redis_port, limits=limits)
+            spec = feathergate_spec(path, args.workers)
+            specs.append(replace(spec, name=name, display=f"{spec.display} ({name})"))
     if "latency" in ctx.sections:
         direct.load = run_load(ctx, None, CONCURRENCY)
     if "ttft" in ctx.sections:
@@ -1384,7 +1485,10 @@ def measure_all(
     for spec in specs:
         results = Results(spec.name, spec.display)
         targets.append(results)
-        floor[0] = measure_gateway(ctx, spec, results, floor[0])
+        sub = ctx
+        if spec.name in REDIS_NAMES:  # what Redis changes is the request path only
+            sub = replace(ctx, sections=ctx.sections & {"latency", "cpu"})
+        floor[0] = measure_gateway(sub, spec, results, floor[0])
 
 
 if __name__ == "__main__":

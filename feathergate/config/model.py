@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from feathergate.state.settings import SharedStateSettings
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TOTAL_TIMEOUT",
@@ -137,5 +139,6 @@ class Config:
     router: RouterSettings = RouterSettings()
     server: ServerSettings = ServerSettings()
     drop_params: bool = False
+    shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
     warnings: tuple[str, ...] = ()
     source: str = "<memory>"

@@ -16,6 +16,7 @@ from feathergate.config.readers import Reader
 from feathergate.config.routing import ROUTER_KEYS, read_router
 from feathergate.config.server import FEATHERGATE_KEYS, GENERAL_KEYS, read_server
 from feathergate.errors import ConfigError
+from feathergate.state import settings as shared_state
 
 __all__ = ["load_config", "parse_config"]
 
@@ -66,10 +67,16 @@ def parse_config(
     root = reader.mapping(raw, "")
     reader.unknown("", root, _TOP_KEYS)
     _export_environment(reader, root.get("environment_variables"))
-    litellm = _section(reader, root, "litellm_settings", _LITELLM_KEYS)
-    router = _section(reader, root, "router_settings", ROUTER_KEYS)
-    general = _section(reader, root, "general_settings", GENERAL_KEYS)
-    ours = _section(reader, root, "feathergate_settings", FEATHERGATE_KEYS)
+    litellm = _section(reader, root, "litellm_settings", _LITELLM_KEYS | shared_state.LITELLM_KEYS)
+    router = _section(reader, root, "router_settings", ROUTER_KEYS | shared_state.ROUTER_KEYS)
+    general = _section(reader, root, "general_settings", GENERAL_KEYS | shared_state.GENERAL_KEYS)
+    ours = _section(
+        reader, root, "feathergate_settings", FEATHERGATE_KEYS | shared_state.FEATHERGATE_KEYS
+    )
+    shared, shared_warnings = shared_state.parse_shared_state(
+        router, litellm, general, ours, reader.env
+    )
+    reader.warnings.extend(shared_warnings)
 
     drop_params = reader.flag(litellm.get("drop_params", False), "litellm_settings.drop_params")
     deadlines = read_global_deadlines(reader, router, litellm)
@@ -84,6 +91,7 @@ def parse_config(
         router=read_router(reader, router, litellm),
         server=read_server(reader, general, ours),
         drop_params=drop_params,
+        shared_state=shared,
         warnings=tuple(reader.warnings),
         source=source,
     )

@@ -111,6 +111,12 @@ async def _attempts(
 ) -> None:
     dep = plan.next()
     while True:
+        refused = await plan.admit(dep)  # shared rpm/tpm; returns at once for the rest
+        if refused is not None:
+            if isinstance(refused, GiveUp):
+                raise refused.err
+            dep = refused.dep
+            continue
         ex.headers = _route_headers(dep, plan)
         ex.first_byte = ex.tokens = ex.stream_error = None
         metrics.deployment_requests(dep.model_name, dep.id).inc()

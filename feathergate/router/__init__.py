@@ -10,6 +10,13 @@ plan answers a failure with a :class:`Retry` (deployment, delay) or a
 from an injected monotonic clock and randomness from an injected
 ``random.Random``, so every rule is tested with a fake clock and a seed.
 
+With shared state (:mod:`feathergate.state`), the router is given the store
+and changes in two places only: its state posts and merges rows on the
+store's board and broadcasts cooldowns (:mod:`.shared`, still synchronous),
+and ``AttemptPlan.admit``, the one ``await``, asks the store's counters for a
+deployment with ``rpm``/``tpm`` before it is started. Tests run several
+routers on one in-memory hub to model several processes.
+
 What is decided where:
 
 =================  ===========================================================
@@ -22,6 +29,7 @@ What is decided where:
 ``classify``       any error -> LiteLLM's exception class (the policy keys)
 ``plan``           one request's walk through retries and fallbacks
 ``state``          the only mutable data, behind the ``RouterState`` protocol
+``shared``         that state plus the peers' rows, through the store
 =================  ===========================================================
 
 LiteLLM semantics followed: the five strategy names and ``weight``/``rpm``/
@@ -59,7 +67,9 @@ Where we differ, and why:
   provider, unset key variable) is left out of its group while a sibling
   can serve; alone, it stays so the client sees that error.
 * rpm/tpm are enforced before sending (LiteLLM's v2 pre-call check) for
-  every strategy, not only the usage-based ones.
+  every strategy, not only the usage-based ones; with shared state they are
+  exact across processes (one atomic script per request), where LiteLLM's
+  are approximate (a local check, then a sync every 0.1 s).
 """
 
 from feathergate.router.core import Router

@@ -13,7 +13,9 @@ from feathergate.errors import ModelNotFound
 from feathergate.router.groups import ModelTable
 from feathergate.router.plan import AttemptPlan
 from feathergate.router.selection import DeploymentStatus, Selector
+from feathergate.router.shared import LEAST_BUSY_EVERY, SharedRouterState
 from feathergate.router.state import InMemoryState, RouterState
+from feathergate.state.base import DEFAULT_EVERY, SharedState
 
 __all__ = ["Router"]
 
@@ -23,7 +25,8 @@ class Router:
 
     ``clock`` is monotonic seconds (``trio.current_time`` by default, so it
     must be called inside ``trio.run``); ``wall_clock`` (``time.time``) is only
-    used to read an HTTP-date ``Retry-After``.
+    used to read an HTTP-date ``Retry-After``. With a ``store``, rpm/tpm are
+    counted there and the state (unless given) is shared through it.
     """
 
     def __init__(
@@ -34,15 +37,26 @@ class Router:
         rng: random.Random | None = None,
         *,
         wall_clock: Callable[[], float] | None = None,
+        store: SharedState | None = None,
     ) -> None:
         self.config = config
         self._table = ModelTable(config.deployments)
+        clock = clock or trio.current_time
+        if state is None and store is not None:
+            strategy = config.router.routing_strategy
+            state = SharedRouterState(
+                store,
+                clock,
+                share_samples=strategy == "latency-based-routing",
+                every=LEAST_BUSY_EVERY if strategy == "least-busy" else DEFAULT_EVERY,
+            )
         self._selector = Selector(
             config.router,
             InMemoryState() if state is None else state,
-            clock or trio.current_time,
+            clock,
             rng or random.Random(),
             wall_clock or time.time,
+            store,
         )
 
     @property

@@ -23,10 +23,14 @@ from feathergate.router.groups import Group
 from feathergate.router.policy import cooldown_for, counts_as_failure
 from feathergate.router.state import Load, RouterState, UsageEntry
 from feathergate.router.strategies import STRATEGIES, Candidate
+from feathergate.state.base import SharedState
 
 __all__ = ["WINDOW", "DeploymentStatus", "Selector", "slot_wait"]
 
 WINDOW = 60.0  # rpm, tpm and allowed_fails are all per minute, sliding
+# A refused deployment is skipped at least this long, so that a refusal that
+# says "in 0 s" cannot make a request ask again and again.
+MIN_REFUSAL = 0.05
 
 
 class DeploymentStatus(TypedDict):
@@ -88,12 +92,16 @@ class Selector:
         clock: Callable[[], float],
         rng: random.Random,
         wall_clock: Callable[[], float],
+        store: SharedState | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.clock = clock
         self.rng = rng
         self.wall_clock = wall_clock
+        self.store = store  # set: rpm/tpm are counted there, across processes
+        # Deployments the shared counters refused, until when (on ``clock``).
+        self._saturated: dict[str, float] = {}
         # The config checked both at load (feathergate.config.routing).
         self._strategy = STRATEGIES[settings.routing_strategy]
         self._args = settings.routing_strategy_args
@@ -117,6 +125,8 @@ class Selector:
             since = now - WINDOW
             load = self.state.load(dep.id, since)
             cooling = self.state.health(dep.id, since).cooldown_end - now
+            if self._saturated:
+                cooling = max(cooling, self._saturated.get(dep.id, now) - now)
             usage = partial(self.state.usage, dep.id, since)
             dep_wait = max(cooling, slot_wait(load, usage, dep.rpm, dep.tpm, tokens, now))
             if dep_wait > 0:
@@ -134,6 +144,12 @@ class Selector:
         if len(tier) == 1:
             return tier[0].dep
         return self._strategy(tier, self.rng, self._args)
+
+    def refuse(self, dep: Deployment, wait: float) -> None:
+        """The shared counters refused ``dep``: skip it for ``wait`` seconds."""
+        now = self.clock()
+        self._saturated = {k: v for k, v in self._saturated.items() if v > now}
+        self._saturated[dep.id] = now + max(wait, MIN_REFUSAL)
 
     def start(self, dep: Deployment, tokens: int) -> int:
         return self.state.begin(dep.id, self.clock(), tokens)

@@ -83,11 +83,10 @@ def build_quart(runtime: Runtime) -> Quart:
                 return _error(err)
         return None
 
-    owners: dict[str, str] = {}
-    for dep in runtime.config.deployments:
-        owners.setdefault(dep.model_name, dep.provider)
-
     def cards() -> list[dict[str, Any]]:
+        owners: dict[str, str] = {}
+        for dep in runtime.config.deployments:  # the current config's, after a reload too
+            owners.setdefault(dep.model_name, dep.provider)
         return [
             _model_card(name, owners.get(name, "feathergate"))
             for name in runtime.router.model_names
@@ -125,7 +124,7 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/health/readiness")
     async def readiness() -> Any:
-        if runtime.draining or runtime.pool is None:
+        if runtime.draining or not runtime.opened:
             return {"status": "draining"}, 503
         return {"status": "ready", "inflight": len(runtime.drain)}
 

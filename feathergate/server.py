@@ -10,6 +10,11 @@ connections), and gives shutdown its two stages:
    and streams finish for ``shutdown_grace_period`` seconds;
 2. then, or at a second signal, the relays still running are ended with an
    SSE error event (a 503 where nothing was sent yet), and the process exits 0.
+
+SIGHUP reloads the config (:mod:`feathergate.reload`); with ``--workers N``
+the supervisor forwards it to every worker, and each reloads on its own.
+Until a worker's receiver is installed SIGHUP is ignored, so an early one
+cannot kill it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from feathergate.app import create_app
 from feathergate.config import Config
 from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
+from feathergate.reload import Loader, file_loader, watch_reloads
 
 __all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "run", "serve"]
 
@@ -123,9 +129,13 @@ async def serve(
     *,
     app: Gateway | None = None,
     shutdown_trigger: Any = None,
+    loader: Loader | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until a signal (or ``shutdown_trigger`` returns), then drain and return."""
+    """Serve until a signal (or ``shutdown_trigger`` returns), then drain and return.
+
+    SIGHUP reloads with ``loader``, by default the file ``config`` was read from.
+    """
     if app is None:
         app = create_app(config)
     runtime = app.runtime
@@ -176,6 +186,7 @@ async def serve(
             nursery.cancel_scope.cancel()  # every connection is done: stop the stages
 
         nursery.start_soon(stages)
+        await nursery.start(watch_reloads, runtime, loader or file_loader(config))
         binds = await nursery.start(hypercorn)
         task_status.started(binds)
     log.info("stopped")
@@ -185,6 +196,7 @@ def _worker(config: Config, sockets: Sockets, log_level: str) -> None:
     # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
     # which forwards it once (a second signal would skip the grace period).
     os.setpgrp()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve listens for it
     setup_logging(log_level)
     try:
         trio.run(partial(serve, config, sockets))
@@ -211,6 +223,7 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
     port = sockets.insecure_sockets[0].getsockname()[1]  # for port 0, the one the kernel chose
     at = Bind(bind.host, port)
     log.info("FeatherGate listening on http://%s (%d worker%s)", at, workers, "s" * (workers > 1))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve listens for it
     if workers <= 1:
         trio.run(partial(serve, config, sockets))
         return
@@ -233,6 +246,7 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # every worker reloads
     try:
         for process in processes:
             process.join()

@@ -62,7 +62,7 @@ Where we differ, and why:
   every strategy, not only the usage-based ones.
 """
 
-from feathergate.router.core import Router
+from feathergate.router.core import Router, carried_state
 from feathergate.router.plan import AttemptPlan, Decision, GiveUp, Retry
 from feathergate.router.selection import DeploymentStatus
 from feathergate.router.state import InMemoryState, RouterState
@@ -76,4 +76,5 @@ __all__ = [
     "Retry",
     "Router",
     "RouterState",
+    "carried_state",
 ]

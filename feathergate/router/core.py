@@ -15,7 +15,7 @@ from feathergate.router.plan import AttemptPlan
 from feathergate.router.selection import DeploymentStatus, Selector
 from feathergate.router.state import InMemoryState, RouterState
 
-__all__ = ["Router"]
+__all__ = ["Router", "carried_state"]
 
 
 class Router:
@@ -36,10 +36,11 @@ class Router:
         wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        self.state: RouterState = InMemoryState() if state is None else state
         self._table = ModelTable(config.deployments)
         self._selector = Selector(
             config.router,
-            InMemoryState() if state is None else state,
+            self.state,
             clock or trio.current_time,
             rng or random.Random(),
             wall_clock or time.time,
@@ -66,3 +67,17 @@ class Router:
     def snapshot(self) -> dict[str, DeploymentStatus]:
         """Per deployment id: in flight, usage this minute, recent failures, cooldown."""
         return {dep.id: self._selector.status(dep) for dep in self.config.deployments}
+
+
+def carried_state(old: Router, config: Config) -> RouterState:
+    """The state a router for ``config`` starts from when it replaces ``old`` (a reload).
+
+    State is keyed by deployment id, so handing the same state on keeps the
+    rpm/tpm windows, latency samples, failures and cooldowns of every
+    deployment whose id survives, and the requests still running on ``old``
+    keep counting into it. What only removed deployments held is dropped.
+    """
+    state = old.state
+    if isinstance(state, InMemoryState):
+        state.retain({dep.id for dep in config.deployments})
+    return state

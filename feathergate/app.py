@@ -20,6 +20,7 @@ from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_credentials
+from feathergate.health.report import health_report
 from feathergate.lastresort import internal_error
 from feathergate.typing import ASGIApp
 
@@ -107,15 +108,10 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        deployments = runtime.config.deployments
-        return {
-            "status": "healthy",
-            "models": len(runtime.router.model_names),
-            "deployments": len(deployments),
-            "unavailable": sorted(
-                {d.model_name for d in deployments if d.unavailable or d.missing_var}
-            ),
-        }
+        gen = runtime.current
+        return health_report(
+            gen.config, gen.router.snapshot(), runtime.checks, generation=gen.number
+        )
 
     @app.get("/health/liveliness")
     @app.get("/health/liveness")

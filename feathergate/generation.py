@@ -30,6 +30,7 @@ import trio
 
 from feathergate.catalog import CATALOG
 from feathergate.config import Config, Deployment, ServerSettings
+from feathergate.health.results import CheckResults
 from feathergate.lastresort import secrets_of
 from feathergate.mock import MockTransport
 from feathergate.relay import Drain
@@ -114,6 +115,7 @@ class Runtime:
         self.current = Generation(1, config, Router(config), self._pool(config))
         self._retired: list[Generation] = []  # still serving requests begun before a reload
         self.reloaded = trio.Event()  # set (and replaced) after each reload attempt
+        self.checks = CheckResults()  # background health checks, shown by /health
 
     def _pool(self, config: Config) -> UpstreamPool:
         return UpstreamPool(config, route, self.origins)

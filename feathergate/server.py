@@ -42,6 +42,7 @@ from feathergate.app import create_app
 from feathergate.config import Config
 from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
+from feathergate.health.checks import run_checks
 from feathergate.reload import Loader, file_loader, watch_reloads
 
 __all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "run", "serve"]
@@ -187,6 +188,7 @@ async def serve(
 
         nursery.start_soon(stages)
         await nursery.start(watch_reloads, runtime, loader or file_loader(config))
+        nursery.start_soon(run_checks, runtime)
         binds = await nursery.start(hypercorn)
         task_status.started(binds)
     log.info("stopped")

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import trio
 
-from feathergate.config import Config
-from feathergate.errors import ModelNotFound
+from feathergate.config import Config, Deployment
+from feathergate.errors import GatewayError, ModelNotFound
 from feathergate.router.groups import ModelTable
 from feathergate.router.plan import AttemptPlan
 from feathergate.router.selection import DeploymentStatus, Selector
@@ -63,6 +63,24 @@ class Router:
             stream=stream,
             prompt_tokens=prompt_tokens,
         )
+
+    def health_checked(self, dep: Deployment, err: GatewayError | None) -> None:
+        """A background health check's outcome for ``dep``.
+
+        A pass clears the deployment's recent failures (as a served request
+        does). A failure counts like a failed request and also cools the
+        deployment for ``cooldown_time`` at once: one probe every few minutes
+        would never reach ``allowed_fails`` within the minute. The group's last
+        healthy deployment is still never cooled.
+        """
+        if err is None:
+            self.state.clear_failures(dep.id)
+            return
+        group = self._table.resolve(dep.model_name)
+        if group is None:
+            return
+        self._selector.failure(dep, group, err)
+        self._selector.cool(dep, group, self.config.router.cooldown_time)
 
     def snapshot(self) -> dict[str, DeploymentStatus]:
         """Per deployment id: in flight, usage this minute, recent failures, cooldown."""

@@ -174,3 +174,36 @@ async def test_a_reload_starts_a_round_and_a_failing_upstream_shows(tmp_path: An
     assert body["status"] == "unhealthy"  # its only deployment failed its check
     assert body["unhealthy_endpoints"][0]["error"] == "the upstream failed (HTTP 503)"
     assert body["config_generation"] == 2
+
+
+def test_probes_ask_each_api_for_its_model_listing() -> None:
+    from feathergate.health.probe import describe_status, probe_for
+
+    config = parse_config(
+        {
+            "model_list": [
+                _entry("az", "azure/dep", api_key=SECRET, api_base="https://r.openai.azure.com"),
+                _entry(
+                    "az1", "azure/dep", api_key=SECRET, api_base="https://r.azure.com/openai/v1"
+                ),
+                _entry("oa", "openai/x", api_key=SECRET, extra_headers={"X-Org": "o"}),
+                _entry("gw", "gemini/*", api_key=SECRET),
+                _entry("mock", "openai/x", mock_response="hi"),
+            ]
+        },
+        {},
+    )
+    probes = [probe_for(dep) for dep in config.deployments]
+    assert [p.url if p else None for p in probes] == [
+        "https://r.openai.azure.com/openai/models?api-version=2024-10-21",
+        "https://r.azure.com/openai/v1/models",
+        "https://api.openai.com/v1/models",
+        "https://generativelanguage.googleapis.com/v1beta/models",
+        None,
+    ]
+    assert probes[0] is not None
+    assert probes[0].headers == [("api-key", SECRET)]
+    assert probes[2] is not None
+    assert probes[2].headers == [("authorization", f"Bearer {SECRET}"), ("x-org", "o")]
+    assert describe_status(429) == "the upstream is rate limiting (HTTP 429)"
+    assert describe_status(418) == "the upstream answered HTTP 418"

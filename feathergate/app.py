@@ -20,6 +20,7 @@ from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_credentials
+from feathergate.health.report import health_report
 from feathergate.lastresort import internal_error
 from feathergate.typing import ASGIApp
 
@@ -83,11 +84,10 @@ def build_quart(runtime: Runtime) -> Quart:
                 return _error(err)
         return None
 
-    owners: dict[str, str] = {}
-    for dep in runtime.config.deployments:
-        owners.setdefault(dep.model_name, dep.provider)
-
     def cards() -> list[dict[str, Any]]:
+        owners: dict[str, str] = {}
+        for dep in runtime.config.deployments:  # the current config's, after a reload too
+            owners.setdefault(dep.model_name, dep.provider)
         return [
             _model_card(name, owners.get(name, "feathergate"))
             for name in runtime.router.model_names
@@ -108,15 +108,10 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        deployments = runtime.config.deployments
-        return {
-            "status": "healthy",
-            "models": len(runtime.router.model_names),
-            "deployments": len(deployments),
-            "unavailable": sorted(
-                {d.model_name for d in deployments if d.unavailable or d.missing_var}
-            ),
-        }
+        gen = runtime.current
+        return health_report(
+            gen.config, gen.router.snapshot(), runtime.checks, generation=gen.number
+        )
 
     @app.get("/health/liveliness")
     @app.get("/health/liveness")
@@ -125,7 +120,7 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/health/readiness")
     async def readiness() -> Any:
-        if runtime.draining or runtime.pool is None:
+        if runtime.draining or not runtime.opened:
             return {"status": "draining"}, 503
         return {"status": "ready", "inflight": len(runtime.drain)}
 

@@ -1,4 +1,4 @@
-"""``feathergate [serve] [--config PATH] [--bind HOST:PORT] ...`` and ``feathergate check``."""
+"""``feathergate [serve] [--config PATH] [--bind HOST:PORT] ...``, ``check`` and ``reload``."""
 
 from __future__ import annotations
 
@@ -92,6 +92,29 @@ def serve(
     except OSError as exc:
         click.echo(f"feathergate: cannot listen on {address}: {exc.strerror}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--pid", required=True, type=click.IntRange(1), help="The gateway's (supervisor's) pid."
+)
+def reload(pid: int) -> None:
+    """Make a running gateway re-read its config (sends SIGHUP).
+
+    An invalid config is refused and logged by the gateway, which keeps the
+    one it has; see its log for the outcome.
+    """
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        click.echo(f"feathergate: no process {pid}", err=True)
+        sys.exit(1)
+    except PermissionError:
+        click.echo(f"feathergate: not allowed to signal process {pid}", err=True)
+        sys.exit(1)
+    click.echo(f"sent SIGHUP to {pid}")
 
 
 def _row(values: list[Any], widths: list[int]) -> str:

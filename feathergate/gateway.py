@@ -21,7 +21,6 @@ from functools import partial
 import trio
 
 from feathergate import metrics, offload
-from feathergate.catalog import CATALOG
 from feathergate.clientjson import LARGE_BODY, dispose
 from feathergate.config import Config, Deployment
 from feathergate.endpoints import ROUTES, Endpoint
@@ -32,63 +31,27 @@ from feathergate.errors import (
     ProviderUnsupported,
     RouteError,
 )
-from feathergate.lastresort import internal_error, secrets_of
-from feathergate.mock import MockTransport
+from feathergate.generation import Runtime
+from feathergate.lastresort import internal_error
 from feathergate.operations.base import ClientRequest, Operation
 from feathergate.operations.local import LOCAL
 from feathergate.providers.base import CallContext
 from feathergate.relay import (
     Attempt,
     ClientDisconnected,
-    Drain,
     Exchange,
     read_body,
     relay,
     send_error,
 )
-from feathergate.router import Router
-from feathergate.state.base import SharedState
 from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Scope
-from feathergate.upstream import Transport, UpstreamPool
+from feathergate.upstream import UpstreamPool
 
 __all__ = ["Gateway", "Runtime", "check_credentials", "check_master_key"]
 
 # Completion ids: unique per process start, without uuid4's cost per request.
 _ID_PREFIX = secrets.token_hex(6)
 _ids = itertools.count(1)
-
-
-class Runtime:
-    """What every request shares: the config, the router, the upstream pools."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.shared: SharedState | None = None
-        if config.shared_state.enabled:
-            from feathergate.state.redis import RedisState  # coredis only when configured
-
-            self.shared = RedisState(config.shared_state)
-        self.router = Router(config, store=self.shared)
-        self.drain = Drain()
-        self.pool: UpstreamPool | None = None
-        self.draining = False
-        self.secrets = secrets_of(config)  # masked out of every logged traceback
-
-    async def open(self) -> None:
-        self.pool = UpstreamPool(self.config, _route)
-
-    async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.aclose()
-            self.pool = None
-
-
-def _route(dep: Deployment) -> str | Transport:
-    """Where a deployment's calls go: a local mock, or its API's base URL."""
-    if dep.mock_response is not None:
-        return MockTransport(dep.mock_response)
-    info = CATALOG.get(dep.provider)
-    return dep.api_base or (info.default_api_base if info is not None else None) or ""
 
 
 def check_master_key(config: Config, authorization: bytes | None) -> None:
@@ -162,13 +125,15 @@ class Gateway:
     ) -> None:
         started = trio.current_time()
         runtime = self.runtime
+        gen = runtime.current  # this request's config, router and pools, to its end
+        gen.enter()
         model = "unknown"
         status = 500
         exchange: Exchange | None = None
         try:
             try:
-                _authenticate(runtime.config, scope, endpoint)
-                server = runtime.config.server
+                _authenticate(gen.config, scope, endpoint)
+                server = gen.config.server
                 raw = await read_body(
                     receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
                 )
@@ -181,7 +146,7 @@ class Gateway:
                 )
                 request = await offload.run(parse, size=len(raw))
                 # About four bytes a token: only rpm/tpm accounting uses the estimate.
-                plan = runtime.router.plan(
+                plan = gen.router.plan(
                     request.model,
                     stream=request.stream,
                     prompt_tokens=len(raw) // 4 if endpoint.metered else 0,
@@ -194,7 +159,11 @@ class Gateway:
                 request, started, runtime.drain, server.client_stall_timeout, endpoint.envelope
             )
             status = await relay(
-                exchange, plan, lambda dep: self._attempt(endpoint, dep, request), receive, send
+                exchange,
+                plan,
+                lambda dep: self._attempt(endpoint, dep, request, gen.pool),
+                receive,
+                send,
             )
             if request.size >= LARGE_BODY:  # freed here, it would be one long C call on the loop
                 await offload.run(partial(dispose, request.body), size=request.size)
@@ -203,6 +172,7 @@ class Gateway:
         except Exception as exc:  # the last resort: see feathergate.lastresort
             status = await self._internal_error(exc, scope, send, endpoint, exchange)
         finally:
+            gen.leave()
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
 
@@ -218,7 +188,9 @@ class Gateway:
             await send({"type": "http.response.body", "body": body, "more_body": False})
         return ex.status
 
-    def _attempt(self, endpoint: Endpoint, dep: Deployment, request: ClientRequest) -> Attempt:
+    def _attempt(
+        self, endpoint: Endpoint, dep: Deployment, request: ClientRequest, pool: UpstreamPool
+    ) -> Attempt:
         if dep.unavailable:
             raise ProviderUnsupported(f"model '{request.model}': {dep.unavailable}")
         if dep.missing_var and dep.mock_response is None:
@@ -226,8 +198,6 @@ class Gateway:
                 f"model '{request.model}' needs the environment variable "
                 f"{dep.missing_var}, which is not set on the gateway"
             )
-        pool = self.runtime.pool
-        assert pool is not None, "the gateway was not started"
         ctx = CallContext(
             alias=request.model,
             deployment=dep,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from feathergate.catalog import CATALOG, KNOWN_ELSEWHERE, ProviderInfo, split_model
@@ -76,8 +76,8 @@ def read_deployments(reader: Reader, raw: Any, inherited: Inherited) -> tuple[De
         return ()
     if not isinstance(raw, list):
         raise ConfigError("model_list", "expected a list of model entries")
-    deployments = tuple(
-        _deployment(reader, entry, f"model_list[{i}]", inherited) for i, entry in enumerate(raw)
+    deployments = _numbered(
+        [_deployment(reader, entry, f"model_list[{i}]", inherited) for i, entry in enumerate(raw)]
     )
     seen: set[str] = set()
     for dep in deployments:
@@ -116,7 +116,7 @@ def _deployment(reader: Reader, raw: Any, path: str, inherited: Inherited) -> De
         model=target.model,
         api_base=wire.api_base.rstrip("/") if wire.api_base else None,
         api_key=wire.api_key,
-        id=_identity(model_info, path, name, params["model"], wire.api_base),
+        id=_identity(model_info, path),
         api_version=wire.api_version,
         deadlines=read_deadlines(reader, params, ppath, deadlines),
         max_retries=reader.count(params.get("max_retries"), f"{ppath}.max_retries"),
@@ -201,14 +201,31 @@ def _api_key(
     return Secret(None)
 
 
-def _identity(
-    model_info: Mapping[Any, Any], path: str, name: str, model: str, api_base: str | None
-) -> str:
+def _identity(model_info: Mapping[Any, Any], path: str) -> str:
+    """``model_info.id`` as written, else empty: :func:`_numbered` derives one."""
     dep_id = model_info.get("id")
     if dep_id is None:
-        # Stable across restarts; the path keeps identical entries apart.
-        digest = hashlib.sha256(f"{path}\0{name}\0{model}\0{api_base}".encode()).hexdigest()
-        return digest[:16]
+        return ""
     if isinstance(dep_id, bool) or not isinstance(dep_id, str | int):
         raise ConfigError(f"{path}.model_info.id", "expected a string")
     return str(dep_id)
+
+
+def _numbered(deployments: list[Deployment]) -> tuple[Deployment, ...]:
+    """Give each entry without ``model_info.id`` a stable one.
+
+    The hash covers what the entry calls (alias, upstream model, base URL) and
+    how many identical entries came before it, not its place in the list, so
+    an entry added or removed elsewhere leaves the others' ids, and with them
+    their router state across a reload, as they were.
+    """
+    seen: dict[tuple[str, str, str | None], int] = {}
+    numbered = []
+    for dep in deployments:
+        if not dep.id:
+            what = (dep.model_name, f"{dep.provider}/{dep.model}", dep.api_base)
+            nth = seen[what] = seen.get(what, -1) + 1
+            text = "\0".join([*map(str, what), str(nth)])
+            dep = replace(dep, id=hashlib.sha256(text.encode()).hexdigest()[:16])
+        numbered.append(dep)
+    return tuple(numbered)

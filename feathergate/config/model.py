@@ -131,6 +131,9 @@ class ServerSettings:
     # Image URLs may reach these despite the address policy (feathergate.address_policy).
     image_url_allowed_hosts: tuple[str, ...] = ()
     image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # LiteLLM's general_settings: check every deployment in the background.
+    background_health_checks: bool = False
+    health_check_interval: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,5 +143,6 @@ class Config:
     server: ServerSettings = ServerSettings()
     drop_params: bool = False
     shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
+    workers: int = 1  # processes serving this config (set by server.per_worker)
     warnings: tuple[str, ...] = ()
     source: str = "<memory>"

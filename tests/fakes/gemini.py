@@ -214,6 +214,24 @@ class FakeGemini:
     requests: list[Recorded] = field(default_factory=list)
     issued_signatures: set[str] = field(default_factory=set)
 
+    async def _get_model(self, send: Send, path: str, key: str | None) -> None:
+        """``GET models/{model}`` (404 for one it does not serve) and ``GET models``."""
+        route = _GET.match(path)
+        if route is None:
+            await _respond(send, 404, b"<!DOCTYPE html><title>Error 404 (Not Found)!!1</title>")
+        elif key != self.api_key:
+            status = {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}
+            await _respond(send, 400, json.dumps({"error": status}).encode())
+        elif route.group(2) is None:
+            listing = {"models": [_model_card(m) for m in self.models]}
+            await _respond(send, 200, json.dumps(listing).encode())
+        elif route.group(2) not in self.models:
+            missing = f"models/{route.group(2)} is not found for API version {route.group(1)}"
+            status = {"code": 404, "message": missing, "status": "NOT_FOUND"}
+            await _respond(send, 404, json.dumps({"error": status}).encode())
+        else:
+            await _respond(send, 200, json.dumps(_model_card(route.group(2))).encode())
+
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
@@ -234,6 +252,9 @@ class FakeGemini:
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
         record = Recorded(scope["method"], scope["path"], query, headers, body)
         self.requests.append(record)
+        if scope["method"] == "GET":
+            await self._get_model(send, scope["path"], headers.get("x-goog-api-key"))
+            return
         route = _ROUTE.match(scope["path"])
         if route is None or scope["method"] != "POST":
             page = b"<!DOCTYPE html><title>Error 404 (Not Found)!!1</title>"
@@ -378,6 +399,13 @@ class FakeGemini:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
+
+
+_GET = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?$")
+
+
+def _model_card(model: str) -> dict[str, Any]:
+    return {"name": f"models/{model}", "displayName": model, "supportedGenerationMethods": []}
 
 
 async def _respond(

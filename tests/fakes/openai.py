@@ -65,12 +65,16 @@ class FakeOpenAI(FakeServer):
         self.replies: deque[Reply] = deque()
         self.default = Reply()  # answers when no scripted reply is left
         self.requests: list[Seen] = []
+        self.listing_status = 200  # what GET /v1/models answers (with the right key)
 
     def script(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
+        if scope["method"] == "GET" and scope["path"].endswith("/models"):
+            await self._models(scope, headers, send)
+            return
         body = json.loads(await read_body(receive) or b"{}")
         self.requests.append(Seen(scope["path"], headers, body))
         # Azure sends its key as `api-key`; the same fake serves both.
@@ -114,6 +118,20 @@ class FakeOpenAI(FakeServer):
             await self._stream(send, body, reply)
         else:
             await send_json(send, 200, self._completion(body, reply), reply.headers)
+
+    async def _models(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
+        """``GET /v1/models``: what health checks call; ``listing_status`` fails it."""
+        self.requests.append(Seen(scope["path"], headers, {}))
+        keys = (headers.get("authorization"), f"Bearer {headers.get('api-key')}")
+        if f"Bearer {self.api_key}" not in keys:
+            error = {"message": "Incorrect API key provided", "type": "invalid_request_error"}
+            await send_json(send, 401, {"error": {**error, "param": None, "code": None}})
+        elif self.listing_status != 200:
+            error = {"message": "overloaded", "type": "server_error", "param": None, "code": None}
+            await send_json(send, self.listing_status, {"error": error})
+        else:
+            card = {"id": "gpt-fake", "object": "model", "created": 0, "owned_by": "fake"}
+            await send_json(send, 200, {"object": "list", "data": [card]})
 
     def _head(self, body: dict[str, Any]) -> dict[str, Any]:
         return {

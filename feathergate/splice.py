@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Members", "parse_members", "splice"]
+__all__ = ["Members", "parse_members", "set_member", "splice"]
 
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -84,3 +84,15 @@ def splice(members: Members, replacement: Any) -> bytes:
     for start, end in reversed(members.spans):
         text = text[:start] + encoded + text[end:]
     return text.encode()
+
+
+def set_member(members: Members, key: str, replacement: Any) -> bytes:
+    """:func:`splice`, or, when the object has no ``key`` (a member the
+    upstream left out), the object with ``key`` added first."""
+    if members.spans:
+        return splice(members, replacement)
+    text = members.text
+    start = _skip(text, 0) + 1  # after the "{"
+    comma = "" if text[_skip(text, start) : _skip(text, start) + 1] == "}" else ","
+    head = "{" + json.dumps(key) + ":" + json.dumps(replacement) + comma
+    return (head + text[start:]).encode()

@@ -25,10 +25,10 @@ _DEFAULT_AZURE_VERSION = "2024-10-21"
 class OpenAIProvider:
     name = "openai"
 
-    def url(self, ctx: CallContext) -> str:
+    def url(self, ctx: CallContext, path: str = "chat/completions") -> str:
         dep = ctx.deployment
         base = dep.api_base or CATALOG[dep.provider].default_api_base or ""
-        return f"{base}/chat/completions"
+        return f"{base}/{path}"
 
     def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
         key = ctx.deployment.api_key.value
@@ -64,13 +64,13 @@ class AzureProvider(OpenAIProvider):
 
     name = "azure"
 
-    def url(self, ctx: CallContext) -> str:
+    def url(self, ctx: CallContext, path: str = "chat/completions") -> str:
         dep = ctx.deployment
         base = dep.api_base or ""
         if base.endswith("/openai/v1"):  # the v1 surface takes no api-version
-            return f"{base}/chat/completions"
+            return f"{base}/{path}"
         version = dep.api_version or _DEFAULT_AZURE_VERSION
-        return f"{base}/openai/deployments/{dep.model}/chat/completions?api-version={version}"
+        return f"{base}/openai/deployments/{dep.model}/{path}?api-version={version}"
 
     def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
         key = ctx.deployment.api_key.value

@@ -76,6 +76,15 @@ def _models(openai_url: str, gemini_url: str, key: str) -> list[dict[str, Any]]:
                 "drop_params": True,
             },
         },
+        {
+            "model_name": "gem-emb-slow",
+            "litellm_params": {
+                "model": "gemini/gemini-embedding-001",
+                "api_base": gemini_url,
+                "api_key": GEMINI_KEY,
+                "timeout": 0.5,
+            },
+        },
         {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-x", "api_key": "k"}},
         {"model_name": "mock-emb", "litellm_params": {"model": "openai/x", "mock_response": "-"}},
         openai_entry("emb-primary", "openai/text-embedding-3-small"),
@@ -439,4 +448,19 @@ async def test_a_client_that_leaves_cancels_every_gemini_batch(setup: Setup) -> 
         records = [await arrivals.receive() for _ in range(3)]  # every batch is in flight
         await client.drop(rst=False)
         for record in records:
+            await record.gone.wait()
+
+
+async def test_the_total_deadline_covers_every_gemini_batch(setup: Setup) -> None:
+    setup.gemini.embed_gate = trio.Event()  # no batch is ever answered
+    texts = [f"t{i}" for i in range(150)]
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=setup.base) as http:
+            response = await http.post(
+                "/v1/embeddings", json={"model": "gem-emb-slow", "input": texts}
+            )
+        assert response.status_code == 504
+        assert response.json()["error"]["message"] == "upstream total deadline of 0.5s expired"
+        assert setup.gemini.requests  # (both batches, unless the machine is very slow)
+        for record in setup.gemini.requests:
             await record.gone.wait()

@@ -19,7 +19,7 @@ __all__ = ["decode_object", "required_model"]
 def decode_object(raw: bytes) -> Members:
     """The body as a JSON object, with the place of its ``model``; a 400 otherwise."""
     try:
-        members = parse_members(raw.decode("utf-8"), "model")
+        members = parse_members(raw.decode("utf-8"), "model", raw)
     except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(members.value, dict):

@@ -47,9 +47,9 @@ __all__ = [
 _JSON = ("content-type", "application/json")
 
 
-def _members(text: str, what: str) -> Members:
+def _members(text: str, what: str, source: bytes | None = None) -> Members:
     try:
-        members = parse_members(text, "model")
+        members = parse_members(text, "model", source)
     except ValueError:
         raise UpstreamProtocolError(f"upstream sent {what} that is not JSON") from None
     if not isinstance(members.value, dict):
@@ -123,7 +123,7 @@ class CompletionsPassthrough:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise UpstreamProtocolError("upstream sent a response that is not UTF-8") from None
-        members = _members(text, "a response")
+        members = _members(text, "a response", body)
         tokens = chunk_tokens(members.value.get("usage"))
         return Answer(set_member(members, "model", ctx.alias), tokens)
 

@@ -120,27 +120,35 @@ def _usage_tokens(usage: Any) -> int | None:
     return None
 
 
-def _in_order(data: list[Any]) -> list[Any] | None:
-    """``data`` sorted by ``index``, or ``None`` if it was; raises if not a permutation."""
-    if all(isinstance(item, dict) and item.get("index") == i for i, item in enumerate(data)):
-        return None
-    if not all(isinstance(item, dict) for item in data):
-        raise UpstreamProtocolError("upstream sent an embedding that is not an object")
-    indices = [item.get("index") for item in data]
+def _check(data: list[Any], base64_wanted: bool) -> tuple[bool, bool]:
+    """Whether ``data`` is in input order, and every vector in the form asked; one pass."""
+    in_order = forms_ok = True
+    for position, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise UpstreamProtocolError("upstream sent an embedding that is not an object")
+        if in_order and item.get("index") != position:
+            in_order = False
+        vector = item.get("embedding")
+        if isinstance(vector, str):
+            forms_ok = forms_ok and base64_wanted
+        elif isinstance(vector, list):
+            forms_ok = forms_ok and not base64_wanted
+        else:
+            raise UpstreamProtocolError(
+                "upstream sent an embedding that is neither a list nor base64"
+            )
+    return in_order, forms_ok
+
+
+def _reordered(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``data`` sorted by ``index``; raises unless the indices are 0..n-1 (or all missing)."""
+    indices: list[Any] = [item.get("index") for item in data]
     if all(index is None for index in indices):
         return data  # no indices at all: the order given is the only one there is
     numbers = all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
     if not numbers or sorted(indices) != list(range(len(data))):
         raise UpstreamProtocolError("upstream sent embeddings whose indices do not match")
     return sorted(data, key=lambda item: item["index"])
-
-
-def _wanted_form(vector: Any, base64_wanted: bool) -> bool:
-    if isinstance(vector, str):
-        return base64_wanted
-    if isinstance(vector, list):
-        return not base64_wanted
-    raise UpstreamProtocolError("upstream sent an embedding that is neither a list nor base64")
 
 
 def _converted(vector: Any, base64_wanted: bool) -> Vector:
@@ -153,7 +161,7 @@ def _converted(vector: Any, base64_wanted: bool) -> Vector:
 def openai_answer(body: bytes, request: EmbeddingsRequest, alias: str) -> Answer:
     """An OpenAI-shaped answer to the client: spliced when it keeps the contract, else mended."""
     try:
-        members = parse_members(body.decode("utf-8"), "model")
+        members = parse_members(body.decode("utf-8"), "model", body)
     except ValueError:  # UnicodeDecodeError included
         raise UpstreamProtocolError(
             "upstream sent an embeddings response that is not JSON"
@@ -166,17 +174,16 @@ def openai_answer(body: bytes, request: EmbeddingsRequest, alias: str) -> Answer
         raise UpstreamProtocolError(
             f"upstream sent {len(data)} embeddings for {len(request.inputs)} inputs"
         )
-    ordered = _in_order(data)
     base64_wanted = request.encoding == "base64"
-    forms_ok = all(_wanted_form(item.get("embedding"), base64_wanted) for item in data)
+    in_order, forms_ok = _check(data, base64_wanted)
     tokens = _usage_tokens(value.get("usage"))
     headers: tuple[tuple[bytes, bytes], ...] = ()
     if tokens is None:
         tokens = estimate_tokens(request)
         headers = ESTIMATED
-    elif ordered is None and forms_ok:
+    elif in_order and forms_ok:
         return Answer(set_member(members, "model", alias), tokens)
-    items = data if ordered is None else ordered
+    items = data if in_order else _reordered(data)
     vectors = [_converted(item.get("embedding"), base64_wanted) for item in items]
     return Answer(openai_payload(vectors, alias, tokens), tokens, headers)
 

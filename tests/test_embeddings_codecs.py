@@ -27,7 +27,7 @@ from feathergate.operations.embeddings import (
 )
 from feathergate.providers.base import CallContext
 from feathergate.providers.gemini.embeddings import GeminiEmbeddings
-from feathergate.splice import parse_members, set_member
+from feathergate.splice import parse_members, set_member, splice
 
 
 def embeddings(body: dict[str, Any]) -> EmbeddingsRequest:
@@ -165,6 +165,23 @@ def test_base64_from_upstream_becomes_floats_when_floats_were_asked() -> None:
 def test_answers_that_break_the_contract_are_protocol_errors(body: bytes) -> None:
     with pytest.raises(UpstreamProtocolError):
         openai_answer(body, embeddings({"model": "m", "input": ["a", "b"]}), "alias")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model" : "up", "a": [1.50, "\\u00e9"], "model":"again"}',  # ASCII: cut from bytes
+        '{"model": "up", "a": ["é", 1.50]}'.encode(),  # not ASCII: from the text
+    ],
+)
+def test_splice_replaces_only_the_value_from_bytes_or_text(raw: bytes) -> None:
+    members = parse_members(raw.decode(), "model", raw)
+    assert (members.source is not None) == raw.isascii()
+    expected = raw.replace(b'"up"', b'"alias"').replace(b'"again"', b'"alias"')
+    assert splice(members, "alias") == expected
+    assert set_member(members, "model", "alias") == expected
+    plain = parse_members('{"x": "é"}', "model", '{"x": "é"}'.encode())
+    assert json.loads(set_member(plain, "model", "a")) == {"model": "a", "x": "é"}
 
 
 def test_set_member_adds_a_missing_key_first() -> None:

@@ -261,14 +261,21 @@ async def test_unknown_model_is_404(setup: Setup) -> None:
     assert caught.value.code == "model_not_found"
 
 
+async def test_empty_input_is_400_for_the_sdk(setup: Setup) -> None:
+    for empty in ("", [], [""]):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await setup.sdk.embed(model="emb", input=empty)
+        assert caught.value.body["param"] == "input"  # type: ignore[index]
+    assert setup.openai.requests == []
+
+
 async def test_upstream_429_keeps_its_retry_after(setup: Setup) -> None:
     error = {"error": {"message": "slow down", "type": "requests", "param": None, "code": None}}
     setup.openai.script(Reply(status=429, error=error, headers={"retry-after": "7"}))
-    async with httpx.AsyncClient(base_url=setup.base) as http:
-        response = await http.post("/v1/embeddings", json={"model": "emb", "input": "x"})
-    assert response.status_code == 429
-    assert response.headers["retry-after"] == "7"
-    assert response.json()["error"]["message"] == "slow down"
+    with pytest.raises(openai.RateLimitError) as caught:
+        await setup.sdk.embed(model="emb", input="x")
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.body["message"] == "slow down"  # type: ignore[index]
 
 
 async def test_a_provider_without_embeddings_is_a_clear_400(setup: Setup) -> None:

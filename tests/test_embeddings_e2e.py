@@ -248,11 +248,16 @@ async def test_malformed_requests_are_400_before_any_upstream_call(
     assert setup.openai.requests == []
 
 
-async def test_2048_inputs_are_allowed(setup: Setup) -> None:
+async def test_2048_inputs_go_up_as_sent(setup: Setup) -> None:
     texts = [f"t{i}" for i in range(2048)]
-    result = await setup.sdk.embed(model="emb", input=texts)
-    assert len(result.data) == 2048
-    assert result.data[2047].embedding == pytest.approx(fake_vector("t2047"), rel=1e-6)
+    body = json.dumps({"model": "emb", "input": texts, "encoding_format": "base64"}).encode()
+    async with httpx.AsyncClient(base_url=setup.base) as http:
+        response = await http.post("/v1/embeddings", content=body)
+    assert response.status_code == 200
+    assert setup.openai.requests[-1].raw == body.replace(b'"emb"', b'"text-embedding-3-small"')
+    data = response.json()["data"]
+    assert len(data) == 2048
+    assert _floats(data[2047]["embedding"]) == pytest.approx(fake_vector("t2047"), rel=1e-6)
 
 
 async def test_unknown_model_is_404(setup: Setup) -> None:

@@ -55,6 +55,7 @@ def context(model: str = "gemini/gemini-embedding-001", **params: Any) -> CallCo
 def test_every_input_form_becomes_a_list(raw: Any, inputs: list[Any], tokens: bool) -> None:
     request = embeddings({"model": "m", "input": raw})
     assert (request.inputs, request.tokens) == (inputs, tokens)
+    assert request.size == len(json.dumps({"model": "m", "input": raw}))
     assert (request.encoding, request.dimensions) == ("float", None)
     assert not request.stream
     assert not request.include_usage
@@ -80,7 +81,9 @@ def test_what_openai_refuses_is_refused(body: dict[str, Any], param: str) -> Non
     assert caught.value.param == param
 
 
-@pytest.mark.parametrize("raw", [b"[1]", b"{", b"\xff", b'{"model": "m"} x'])
+@pytest.mark.parametrize(
+    "raw", [b"[1]", b"{", b"\xff", b'{"model": "m"} x', b'{"input": ' + b"[" * 100_000]
+)
 def test_a_body_that_is_not_one_json_object_is_400(raw: bytes) -> None:
     with pytest.raises(InvalidRequest):
         OPENAI_EMBEDDINGS.parse(raw, [], b"")

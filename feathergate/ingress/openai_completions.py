@@ -25,6 +25,7 @@ class CompletionsRequest:
     model: str
     stream: bool
     include_usage: bool
+    size: int = 0  # bytes of the raw body
 
     @property
     def body(self) -> dict[str, Any]:
@@ -37,7 +38,10 @@ class CompletionsRequest:
 
 
 class CompletionsIngress:
-    def parse(self, raw: bytes, headers: Headers, query: bytes) -> CompletionsRequest:
+    def parse(
+        self, raw: bytes, headers: Headers, query: bytes, max_messages: int = 0
+    ) -> CompletionsRequest:
+        """``max_messages`` bounds conversations; a completions request has none."""
         members = decode_object(raw)
         body: dict[str, Any] = members.value
         model = required_model(body)
@@ -50,7 +54,7 @@ class CompletionsIngress:
         if options is not None and not isinstance(options, dict):
             raise InvalidRequest("'stream_options' must be an object", param="stream_options")
         include_usage = bool(stream and options and options.get("include_usage"))
-        return CompletionsRequest(members, model, stream, include_usage)
+        return CompletionsRequest(members, model, stream, include_usage, len(raw))
 
 
 OPENAI_COMPLETIONS = CompletionsIngress()

@@ -36,6 +36,7 @@ class EmbeddingsRequest:
     tokens: bool  # the inputs are token arrays, not text
     encoding: Encoding  # what the client gets: float lists or base64 strings
     dimensions: int | None
+    size: int = 0  # bytes of the raw body
 
     @property
     def body(self) -> dict[str, Any]:
@@ -117,7 +118,10 @@ def _dimensions(value: Any) -> int | None:
 
 
 class EmbeddingsIngress:
-    def parse(self, raw: bytes, headers: Headers, query: bytes) -> EmbeddingsRequest:
+    def parse(
+        self, raw: bytes, headers: Headers, query: bytes, max_messages: int = 0
+    ) -> EmbeddingsRequest:
+        """``max_messages`` bounds conversations; an embeddings request has none."""
         members = decode_object(raw)
         body: dict[str, Any] = members.value
         model = required_model(body)
@@ -134,6 +138,7 @@ class EmbeddingsIngress:
             tokens,
             _encoding(body.get("encoding_format")),
             _dimensions(body.get("dimensions")),
+            len(raw),
         )
 
 

@@ -22,6 +22,8 @@ def decode_object(raw: bytes) -> Members:
         members = parse_members(raw.decode("utf-8"), "model", raw)
     except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # the C scanner recurses once per level of nesting
+        raise InvalidRequest("request body is nested too deeply") from None
     if not isinstance(members.value, dict):
         raise InvalidRequest("request body must be a JSON object")
     return members

@@ -86,12 +86,20 @@ def build_quart(runtime: Runtime) -> Quart:
 
     def cards() -> list[dict[str, Any]]:
         owners: dict[str, str] = {}
+        modes: dict[str, str] = {}  # model_info.mode, listed as LiteLLM lists it
         for dep in runtime.config.deployments:  # the current config's, after a reload too
             owners.setdefault(dep.model_name, dep.provider)
-        return [
+            mode = dep.model_info.get("mode")
+            if isinstance(mode, str) and mode.strip():
+                modes.setdefault(dep.model_name, mode)
+        cards = [
             _model_card(name, owners.get(name, "feathergate"))
             for name in runtime.router.model_names
         ]
+        for card in cards:
+            if card["id"] in modes:
+                card["mode"] = modes[card["id"]]
+        return cards
 
     @app.get("/v1/models")
     @app.get("/models")

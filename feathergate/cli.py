@@ -1,4 +1,4 @@
-"""``feathergate [serve] [--config PATH] [--bind HOST:PORT] ...``, ``check`` and ``reload``."""
+"""``feathergate [serve] [--config PATH] ...``, ``check [--strict]`` and ``reload --pid``."""
 
 from __future__ import annotations
 
@@ -123,14 +123,21 @@ def _row(values: list[Any], widths: list[int]) -> str:
 
 @main.command()
 @_config_option
-def check(config_path: str | None) -> None:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 2 when a model cannot be served (an unknown or unsupported provider).",
+)
+def check(config_path: str | None, strict: bool) -> None:
     """Validate a config and print its model table (keys are never printed)."""
     path = _config_path(config_path)
     config = _load(path)
     header = ["MODEL", "PROVIDER", "UPSTREAM MODEL", "API BASE", "KEY"]
     rows = []
     for dep in config.deployments:
-        if dep.mock_response is not None:
+        if dep.unavailable:
+            key = "unavailable"
+        elif dep.mock_response is not None:
             key = "mock"
         elif dep.missing_var:
             key = f"missing ${dep.missing_var}"
@@ -142,5 +149,14 @@ def check(config_path: str | None) -> None:
     for row in rows:
         click.echo(_row(row, widths))
     click.echo(f"\nshared state: {config.shared_state.describe()}")
+    unavailable = [dep for dep in config.deployments if dep.unavailable]
+    if unavailable:
+        click.echo("")
+        for dep in unavailable:
+            click.echo(f"{dep.model_name}: {dep.unavailable}")
+    if strict and unavailable:
+        n = len(unavailable)
+        click.echo(f"\nfeathergate: --strict: {n} model{'s' * (n != 1)} cannot be served", err=True)
+        sys.exit(2)
     n = len(config.deployments)
     click.echo(f"{path}: OK, {n} deployment{'s' * (n != 1)}, {len(config.warnings)} warnings")

@@ -26,6 +26,8 @@ from feathergate.envelopes import ANTHROPIC, OPENAI, ErrorEnvelope
 from feathergate.ingress import Ingress
 from feathergate.ingress.anthropic.request import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from feathergate.ingress.openai_chat import OPENAI_CHAT
+from feathergate.ingress.openai_completions import OPENAI_COMPLETIONS
+from feathergate.ingress.openai_embeddings import OPENAI_EMBEDDINGS
 from feathergate.operations.base import Operation
 
 __all__ = ["ENDPOINTS", "ROUTES", "Endpoint"]
@@ -89,6 +91,31 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         envelope=ANTHROPIC,
         api_key_header=True,
         metered=False,
+    ),
+    Endpoint(
+        "embeddings",
+        paths=("/v1/embeddings", "/embeddings"),
+        ingress=OPENAI_EMBEDDINGS,
+        operations={
+            "openai": "feathergate.operations.embeddings:passthrough",  # model renamed
+            "azure": "feathergate.operations.embeddings:passthrough",
+            "gemini": "feathergate.providers.gemini.embeddings:embeddings",  # fans out
+            "mock": "feathergate.operations.embeddings:mock",
+            "*": "feathergate.operations.unsupported:embeddings",  # a 400
+        },
+        envelope=OPENAI,
+    ),
+    Endpoint(
+        "completions",
+        paths=("/v1/completions", "/completions"),
+        ingress=OPENAI_COMPLETIONS,
+        operations={
+            "openai": "feathergate.operations.completions:passthrough",  # model renamed
+            "azure": "feathergate.operations.completions:passthrough",
+            "mock": "feathergate.operations.completions:mock",
+            "*": "feathergate.operations.unsupported:completions",  # a 400
+        },
+        envelope=OPENAI,
     ),
 )
 # fmt: on

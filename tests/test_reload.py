@@ -154,13 +154,15 @@ async def test_an_invalid_config_is_refused_and_the_old_one_stays(
     config = load_config(path)
     app = create_app(config)
     async with run_gateway(config, app=app) as base, httpx.AsyncClient() as client:
-        path.write_text("model_list:\n  - model_name: demo\n    litellm_params: {model: foo/x}\n")
+        path.write_text(
+            "model_list:\n  - model_name: demo\n    litellm_params: {model: openai/x, rpm: .nan}\n"
+        )
         with caplog.at_level(logging.ERROR, logger="feathergate"):
             await _sighup(app.runtime)
         refused = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert refused == [
             "reload refused, still serving the previous config: invalid config: "
-            "model_list[0].litellm_params.model: unknown provider 'foo'"
+            "model_list[0].litellm_params.rpm: expected a finite number, got nan"
         ]
         assert app.runtime.current.number == 1
         ask = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}

@@ -1,9 +1,11 @@
 """``model_list``: one :class:`Deployment` per entry.
 
-The provider comes from the ``model`` prefix (:mod:`feathergate.catalog`). A
-provider LiteLLM knows and FeatherGate does not speak yet loads with a
-warning and answers 501. A variable that is not set is a warning, and the
-deployment that needs it answers every request with an error naming it.
+The provider comes from the ``model`` prefix, or is inferred from a bare name
+(:mod:`feathergate.catalog`). A provider FeatherGate does not speak (one
+LiteLLM knows, or a prefix nobody knows) loads with a warning, and that model
+answers 501 naming it; ``feathergate check --strict`` makes it fatal. A
+variable that is not set is a warning, and the deployment that needs it
+answers every request with an error naming it.
 """
 
 from __future__ import annotations
@@ -97,7 +99,12 @@ def _deployment(reader: Reader, raw: Any, path: str, inherited: Inherited) -> De
     ppath = f"{path}.litellm_params"
     params = reader.mapping(entry.get("litellm_params"), ppath)
     reader.unknown(ppath, params, _PARAM_KEYS)
-    target = _target(reader, params.get("model"), ppath, name)
+    model = params.get("model")
+    if "litellm_params" not in entry:
+        # LiteLLM's own langfuse example lists a bare ``model_name: gpt-3.5-turbo``.
+        model = name
+        reader.warn(ppath, f"missing: the model is {name!r}, as model_name says")
+    target = _target(reader, model, ppath, name)
     mock = params.get("mock_response")
     if mock is not None and not isinstance(mock, str):
         raise ConfigError(f"{ppath}.mock_response", "expected a string")
@@ -154,14 +161,22 @@ def _target(reader: Reader, model: Any, ppath: str, name: str) -> _Target:
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{ppath}.model", "required: '<provider>/<model>'")
     provider, upstream_model = split_model(model)
-    info = CATALOG.get(provider)
+    info = CATALOG.get(provider) if provider is not None else None
     if info is not None:
-        return _Target(provider, upstream_model, info, None)
-    if provider not in KNOWN_ELSEWHERE:
-        raise ConfigError(f"{ppath}.model", f"unknown provider {provider!r}")
-    unavailable = f"provider {provider!r} is not supported by FeatherGate yet"
+        return _Target(provider or "", upstream_model, info, None)
+    # One warning, and this model alone answers an error naming the reason: a
+    # config written for LiteLLM keeps serving its other models.
+    if provider is None:
+        unavailable = (
+            f"no provider for {model!r}: write '<provider>/{model}' "
+            "(LiteLLM infers one only for well-known names such as gpt-*, claude-*)"
+        )
+    elif provider in KNOWN_ELSEWHERE:
+        unavailable = f"provider {provider!r} is not supported by FeatherGate yet"
+    else:
+        unavailable = f"unknown provider {provider!r}"
     reader.warn(f"{ppath}.model", f"{unavailable}; requests to {name!r} will fail")
-    return _Target(provider, upstream_model, None, unavailable)
+    return _Target(provider or "unknown", upstream_model, None, unavailable)
 
 
 def _url_part(

@@ -108,6 +108,9 @@ def _section(
 def _export_environment(reader: Reader, raw: Any) -> None:
     # LiteLLM exports these before reading the rest; the process's own env wins.
     for key, value in reader.mapping(raw, "environment_variables").items():
+        if value is None:  # `REDIS_PASSWORD:` with nothing after it (load_balancer.yaml)
+            reader.warn(f"environment_variables.{key}", "no value; not exported")
+            continue
         if not isinstance(value, str | int | float):  # bool is an int: 'True', as LiteLLM
             raise ConfigError(f"environment_variables.{key}", "expected a string")
         reader.env.setdefault(str(key), str(value))

@@ -1,11 +1,21 @@
-"""One upstream attempt: the HTTP call, its deadlines, and the streaming pump."""
+"""One upstream attempt: the HTTP call, its deadlines, and the streaming pump.
+
+An attempt is one upstream call, or, for an operation that fans out
+(:class:`~feathergate.operations.base.FansOut`), several calls made at once
+in a nursery of their own inside the request's, at most ``concurrency`` of
+them in flight. Each call has its own ``connect`` and ``first_token``
+deadlines from the moment it starts; ``total`` covers them all together. The
+first call to fail cancels the others (their connections are closed, not
+returned to the pool) and its error is the attempt's, so the router retries
+or falls back the whole request; a client that goes away cancels them all.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -13,7 +23,7 @@ from feathergate import metrics, offload
 from feathergate.assets import ImageFetcher, fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import GatewayError, UpstreamTimeout
-from feathergate.operations.base import Operation, StreamPipe
+from feathergate.operations.base import Answer, FansOut, Operation, StreamPipe
 from feathergate.providers.base import CallContext, UpstreamRequest
 from feathergate.relay.lifecycle import Exchange
 from feathergate.typing import ASGISend
@@ -72,6 +82,12 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
                 raise UpstreamTimeout("total", attempt.deadlines.total or 0)
             ex.assets.update(fetched)
         ctx = attempt.ctx = replace(ctx, assets={url: ex.assets[url] for url in urls})
+    fans_out: FansOut | None = None if ctx.stream else _fans_out(attempt.operation)
+    if fans_out is not None:
+        build_all = partial(fans_out.build_requests, ex.request, ctx)
+        requests = await offload.run(build_all, size=size)
+        await _complete_all(ex, attempt, fans_out, requests, send, total_at)
+        return
     build = partial(attempt.operation.build_request, ex.request, ctx)
     request = await offload.run(build, size=size)
     if ctx.stream:
@@ -128,9 +144,10 @@ def _first_token_at(deadlines: Deadlines) -> float:
     return trio.current_time() + first if first else math.inf
 
 
-async def _complete(
-    ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
-) -> None:
+async def _fetch(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, total_at: float
+) -> bytes:
+    """One whole upstream answer (2xx), read under its deadlines."""
     first_at = _first_token_at(attempt.deadlines)
     response = await _open(ex, attempt, request, total_at, first_at)
     try:
@@ -140,11 +157,69 @@ async def _complete(
         )
     finally:
         response.close()
+    return body
+
+
+async def _complete(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
+) -> None:
+    body = await _fetch(ex, attempt, request, total_at)
     upstream_done = ex.first_byte = trio.current_time()
     answer = attempt.operation.parse_response(body, ex.request, attempt.ctx)
+    await _answer(ex, answer, send, upstream_done)
+
+
+def _fans_out(operation: Operation) -> FansOut | None:
+    return cast(FansOut, operation) if hasattr(operation, "build_requests") else None
+
+
+async def _complete_all(
+    ex: Exchange,
+    attempt: Attempt,
+    fans_out: FansOut,
+    requests: list[UpstreamRequest],
+    send: ASGISend,
+    total_at: float,
+) -> None:
+    bodies: list[bytes] = [b""] * len(requests)
+    limiter = trio.CapacityLimiter(max(1, fans_out.concurrency))
+    first_sent = trio.current_time()
+
+    async def call(i: int) -> None:
+        async with limiter:
+            bodies[i] = await _fetch(ex, attempt, requests[i], total_at)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(len(requests)):
+                nursery.start_soon(call, i)
+    except BaseExceptionGroup as group:
+        failed, other = group.split(GatewayError)
+        if other is not None:  # cancelled from outside (the client left): that wins
+            raise other from None
+        assert failed is not None
+        raise _first_error(failed) from None
+    ex.upstream_sent = first_sent  # for the added-latency metric: the first call's start
+    upstream_done = ex.first_byte = trio.current_time()
+    answer = fans_out.merge(bodies, ex.request, attempt.ctx)
+    await _answer(ex, answer, send, upstream_done)
+
+
+def _first_error(group: BaseExceptionGroup[GatewayError]) -> GatewayError:
+    """The first call's error to fail; others failed at the same moment are dropped."""
+    first = group.exceptions[0]
+    return first if isinstance(first, GatewayError) else _first_error(first)
+
+
+async def _answer(ex: Exchange, answer: Answer, send: ASGISend, upstream_done: float) -> None:
     ex.tokens = answer.tokens
     payload = answer.payload
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *ex.headers]
+    headers = [
+        *_JSON_HEADERS,
+        (b"content-length", str(len(payload)).encode()),
+        *answer.headers,
+        *ex.headers,
+    ]
     ex.status = 200
     ex.phase = "sending"
     with trio.CancelScope(shield=True):  # a JSON body is sent whole or not at all

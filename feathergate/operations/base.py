@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from feathergate.errors import UpstreamStatusError
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 
 __all__ = ["Answer", "ClientRequest", "Operation", "StreamPipe"]
 
@@ -58,7 +58,7 @@ class Answer:
     """A whole (non-streamed) answer, ready for the client."""
 
     payload: bytes
-    tokens: int | None = None  # prompt + completion as the upstream counted them, for tpm
+    tokens: Usage | None = None  # as the upstream counted them: tpm, the access log, spans
 
 
 class StreamPipe(Protocol):
@@ -70,8 +70,8 @@ class StreamPipe(Protocol):
     """
 
     @property
-    def tokens(self) -> int | None:
-        """Prompt + completion tokens, once the upstream reported them."""
+    def tokens(self) -> Usage | None:
+        """Input and output tokens, once the upstream reported them."""
         ...
 
     def feed(self, data: bytes) -> bytes: ...

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from feathergate.config import observability
 from feathergate.config.deadlines import read_global_deadlines, read_provider_defaults
 from feathergate.config.deployments import Inherited, read_deployments
 from feathergate.config.model import Config
@@ -36,6 +37,7 @@ _LITELLM_KEYS = {
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "default_fallbacks",
+    *observability.LITELLM_KEYS,
 }
 
 
@@ -69,7 +71,7 @@ def parse_config(
     litellm = _section(reader, root, "litellm_settings", _LITELLM_KEYS)
     router = _section(reader, root, "router_settings", ROUTER_KEYS)
     general = _section(reader, root, "general_settings", GENERAL_KEYS)
-    ours = _section(reader, root, "feathergate_settings", FEATHERGATE_KEYS)
+    ours = _section(reader, root, "feathergate_settings", FEATHERGATE_KEYS | observability.OURS)
 
     drop_params = reader.flag(litellm.get("drop_params", False), "litellm_settings.drop_params")
     deadlines = read_global_deadlines(reader, router, litellm)
@@ -83,6 +85,7 @@ def parse_config(
         deployments=deployments,
         router=read_router(reader, router, litellm),
         server=read_server(reader, general, ours),
+        observability=observability.read_observability(reader, litellm, ours),
         drop_params=drop_params,
         warnings=tuple(reader.warnings),
         source=source,

@@ -38,7 +38,13 @@ from feathergate.ids import request_id_from
 from feathergate.lastresort import internal_error, secrets_of
 from feathergate.mock import MockTransport
 from feathergate.observability import start_tracing
-from feathergate.observability.access import ACCESS, AccessRecord, error_label, outcome
+from feathergate.observability.access import (
+    ACCESS,
+    AccessRecord,
+    error_label,
+    log_access,
+    outcome,
+)
 from feathergate.operations.base import ClientRequest, Operation
 from feathergate.operations.local import LOCAL
 from feathergate.providers.base import CallContext
@@ -339,7 +345,7 @@ class Gateway:
             error=error_label(error),
         )
         if logged:
-            ACCESS.info(record)
+            log_access(record)
         return record
 
     async def _internal_error(

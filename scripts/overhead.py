@@ -36,9 +36,7 @@ ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-async def main(endpoint: str, access_log: str | None) -> None:
-    if access_log is not None:  # the real handler and writer thread, writing to /dev/null
-        setup_logging("info", access_log == "json", open(os.devnull, "w"))  # noqa: SIM115
+async def main(endpoint: str) -> None:
     path, extra = ENDPOINTS[endpoint]
     params = {"model": "openai/x", "mock_response": "hello there my friend"}
     app = create_app(
@@ -105,4 +103,6 @@ if __name__ == "__main__":
     parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="chat")
     parser.add_argument("--access-log", choices=["text", "json"], help="log every request")
     args = parser.parse_args()
-    trio.run(main, args.endpoint, args.access_log)
+    if args.access_log is not None:  # the real handler and writer thread, writing to /dev/null
+        setup_logging("info", args.access_log == "json", open(os.devnull, "w"))  # noqa: SIM115
+    trio.run(main, args.endpoint)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
@@ -19,10 +19,13 @@ from feathergate import metrics
 from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
-from feathergate.gateway import Gateway, Runtime, check_credentials
+from feathergate.gateway import REQUEST_ID, Gateway, Runtime, check_credentials
 from feathergate.health.report import health_report
 from feathergate.lastresort import internal_error
 from feathergate.typing import ASGIApp
+
+if TYPE_CHECKING:
+    from feathergate.observability.tracing import Tracing
 
 __all__ = ["create_app"]
 
@@ -39,8 +42,13 @@ def _metrics_payload() -> bytes:
     return generate_latest()
 
 
+def _request_id() -> str | None:
+    found = request.scope.get(REQUEST_ID)
+    return found if isinstance(found, str) else None
+
+
 def _error(err: GatewayError) -> Response:
-    status, headers, body = error_response(err)
+    status, headers, body = error_response(err, _request_id())
     response = Response(body, status=status, content_type="application/json")
     for name, value in headers[2:]:
         response.headers[name.decode()] = value.decode()
@@ -146,13 +154,14 @@ def build_quart(runtime: Runtime) -> Quart:
     # Quart picks the most specific handler, so HTTPException keeps the one above.
     @app.errorhandler(Exception)
     async def last_resort(exc: Exception) -> Response:
-        return _error(internal_error(exc, request.path, runtime.secrets))
+        return _error(internal_error(exc, request.path, runtime.secrets, _request_id()))
 
     return app
 
 
-def create_app(config: Config) -> Gateway:
-    runtime = Runtime(config)
+def create_app(config: Config, tracing: Tracing | None = None) -> Gateway:
+    """``tracing``: spans go there instead of where the ``OTEL_*`` variables say."""
+    runtime = Runtime(config, tracing)
     # Quart types its ASGI messages as hypercorn's TypedDicts; ours are plain dicts.
     quart = cast(ASGIApp, build_quart(runtime))
     # Quart answers some requests before their body is in: see early_response.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -33,10 +34,14 @@ from feathergate.config import Config, Deployment, ServerSettings
 from feathergate.health.results import CheckResults
 from feathergate.lastresort import secrets_of
 from feathergate.mock import MockTransport
+from feathergate.observability import start_tracing
 from feathergate.relay import Drain
 from feathergate.router import Router, carried_state
 from feathergate.state.base import SharedState
 from feathergate.upstream import Origins, Transport, UpstreamPool
+
+if TYPE_CHECKING:
+    from feathergate.observability.tracing import Tracing
 
 __all__ = ["RESTART_ONLY", "Generation", "Runtime", "restart_only_changes"]
 
@@ -108,7 +113,9 @@ def restart_only_changes(old: ServerSettings, new: ServerSettings) -> list[str]:
 class Runtime:
     """The current generation, the process's drain, and the upstream origins all share."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tracing: Tracing | None = None) -> None:
+        # One tracer for the process: a reload keeps it (OTEL_* settings are the environment's).
+        self.tracing = tracing or start_tracing(config)  # None unless tracing is on
         self.drain = Drain()
         self.draining = False
         self.opened = False
@@ -171,3 +178,5 @@ class Runtime:
         self.opened = False
         self.current.pool.release()
         await self.origins.aclose()
+        if self.tracing is not None:
+            await self.tracing.aclose()

@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from dataclasses import dataclass, replace
 from functools import partial
@@ -43,9 +42,19 @@ from feathergate.config import Config
 from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
 from feathergate.health.checks import run_checks
+from feathergate.observability.logs import setup_logging
 from feathergate.reload import Loader, file_loader, watch_reloads
 
-__all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "per_worker", "run", "serve"]
+__all__ = [
+    "Bind",
+    "listen_backlog",
+    "make_sockets",
+    "parse_bind",
+    "per_worker",
+    "run",
+    "serve",
+    "setup_logging",
+]
 
 log = logging.getLogger("feathergate")
 
@@ -111,8 +120,8 @@ def make_sockets(bind: Bind, config: Config) -> Sockets:
 
 def hypercorn_config(config: Config) -> ServerConfig:
     hconfig = ServerConfig()
-    hconfig.accesslog = None
-    hconfig.errorlog = logging.getLogger("hypercorn.error")
+    hconfig.accesslog = None  # feathergate.access replaces it
+    hconfig.errorlog = logging.getLogger("hypercorn.error")  # through our handler, as JSON too
     hconfig.keep_alive_timeout = config.server.keep_alive_timeout
     hconfig.header_timeout = config.server.header_timeout
     hconfig.max_requests = None
@@ -210,27 +219,13 @@ def _worker(config: Config, sockets: Sockets, log_level: str) -> None:
     # which forwards it once (a second signal would skip the grace period).
     os.setpgrp()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve listens for it
-    setup_logging(log_level)
+    setup_logging(log_level, config.observability.json_logs)
     try:
         trio.run(partial(serve, config, sockets))
     finally:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: a hot-path cost, and URLs are not ours to log.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # coredis logs a traceback for some failed connects, at every attempt while
-    # Redis is away; feathergate.state reports each transition once instead.
-    logging.getLogger("coredis").setLevel(logging.CRITICAL)
 
 
 def per_worker(config: Config, workers: int, *, quiet: bool = False) -> Config:

@@ -25,7 +25,7 @@ from feathergate.operations.embeddings import (
     openai_answer,
     to_base64,
 )
-from feathergate.providers.base import CallContext
+from feathergate.providers.base import CallContext, Usage
 from feathergate.providers.gemini.embeddings import GeminiEmbeddings
 from feathergate.splice import parse_members, set_member, splice
 
@@ -133,7 +133,7 @@ def test_a_good_answer_is_spliced_not_reencoded() -> None:
     body += b'"model":"up","usage":{"prompt_tokens":2,"total_tokens":2}}'
     answer = openai_answer(body, embeddings({"model": "m", "input": "x"}), "alias")
     assert answer.payload == body.replace(b'"up"', b'"alias"')  # 1.10 stays 1.10
-    assert (answer.tokens, answer.headers) == (2, ())
+    assert (answer.tokens, answer.headers) == (Usage(2, 0), ())
 
 
 def test_a_missing_index_is_filled_in_and_a_missing_model_added() -> None:
@@ -149,7 +149,7 @@ def test_base64_from_upstream_becomes_floats_when_floats_were_asked() -> None:
     body = answer_of([{"index": 0, "embedding": to_base64([0.5])}], usage={"prompt_tokens": 1})
     answer = openai_answer(body, embeddings({"model": "m", "input": "x"}), "a")
     assert json.loads(answer.payload)["data"][0]["embedding"] == [0.5]
-    assert answer.tokens == 1
+    assert answer.tokens == Usage(1, 0)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_gemini_usage_metadata_wins_over_the_estimate() -> None:
     request = embeddings({"model": "m", "input": ["a"], "dimensions": 2})
     body = {"embeddings": [{"values": [0.0, 0.0]}], "usageMetadata": {"promptTokenCount": 9}}
     answer = operation.merge([json.dumps(body).encode()], request, ctx)
-    assert (answer.tokens, answer.headers) == (9, ())
+    assert (answer.tokens, answer.headers) == (Usage(9, 0), ())
     assert json.loads(answer.payload)["data"][0]["embedding"] == [0.0, 0.0]  # no 0/0
 
 
@@ -268,7 +268,7 @@ def test_the_pipe_gives_the_same_bytes_however_the_stream_is_split(include_usage
     expected = whole.feed(STREAM) + whole.finish()
     assert expected.count(b'"model":"alias"') == 2 + include_usage
     assert expected.endswith(b"data: [DONE]\n\n")
-    assert whole.tokens == 3
+    assert whole.tokens == Usage(1, 0)  # completion_tokens absent from this usage
     for cut in range(1, len(STREAM)):
         pipe = CompletionsPipe("alias", include_usage)
         assert pipe.feed(STREAM[:cut]) + pipe.feed(STREAM[cut:]) + pipe.finish() == expected

@@ -135,7 +135,8 @@ def test_anthropic_events_pass_through_at_every_split() -> None:
     assert frames(out) == fa.stream_events(reply, model="m")
     pipe = PassthroughPipe("m")
     pipe.feed(fa.encode_events(events))
-    assert pipe.tokens == 5 + 100 + fa.message_json(reply)["usage"]["output_tokens"]
+    output = fa.message_json(reply)["usage"]["output_tokens"]
+    assert pipe.tokens == (5 + 100, output)
 
 
 def test_an_anthropic_stream_cut_short_or_failing_raises() -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "Deadlines",
     "Deployment",
     "FallbackRule",
+    "ObservabilitySettings",
     "RouterSettings",
     "Secret",
     "ServerSettings",
@@ -137,10 +138,18 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    json_logs: bool = False  # litellm_settings.json_logs; --log-format json wins
+    access_log: bool = True  # feathergate_settings.access_log
+    otel: bool = False  # "otel" in litellm_settings.callbacks (or OTEL_EXPORTER_OTLP_ENDPOINT)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     deployments: tuple[Deployment, ...]
     router: RouterSettings = RouterSettings()
     server: ServerSettings = ServerSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     drop_params: bool = False
     shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
     workers: int = 1  # processes serving this config (set by server.per_worker)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from feathergate.config import observability
 from feathergate.config.deadlines import read_global_deadlines, read_provider_defaults
 from feathergate.config.deployments import Inherited, read_deployments
 from feathergate.config.model import Config
@@ -37,6 +38,7 @@ _LITELLM_KEYS = {
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "default_fallbacks",
+    *observability.LITELLM_KEYS,
 }
 
 
@@ -71,7 +73,10 @@ def parse_config(
     router = _section(reader, root, "router_settings", ROUTER_KEYS | shared_state.ROUTER_KEYS)
     general = _section(reader, root, "general_settings", GENERAL_KEYS | shared_state.GENERAL_KEYS)
     ours = _section(
-        reader, root, "feathergate_settings", FEATHERGATE_KEYS | shared_state.FEATHERGATE_KEYS
+        reader,
+        root,
+        "feathergate_settings",
+        FEATHERGATE_KEYS | shared_state.FEATHERGATE_KEYS | observability.OURS,
     )
     shared, shared_warnings = shared_state.parse_shared_state(
         router, litellm, general, ours, reader.env
@@ -90,6 +95,7 @@ def parse_config(
         deployments=deployments,
         router=read_router(reader, router, litellm),
         server=read_server(reader, general, ours),
+        observability=observability.read_observability(reader, litellm, ours),
         drop_params=drop_params,
         shared_state=shared,
         warnings=tuple(reader.warnings),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from feathergate.errors import UpstreamStatusError
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 
 __all__ = ["Answer", "ClientRequest", "FansOut", "Operation", "StreamPipe"]
 
@@ -64,7 +64,7 @@ class Answer:
     """A whole (non-streamed) answer, ready for the client."""
 
     payload: bytes
-    tokens: int | None = None  # prompt + completion as the upstream counted them, for tpm
+    tokens: Usage | None = None  # as the upstream counted them: tpm, the access log, spans
     headers: tuple[tuple[bytes, bytes], ...] = ()  # extra response headers
 
 
@@ -77,8 +77,8 @@ class StreamPipe(Protocol):
     """
 
     @property
-    def tokens(self) -> int | None:
-        """Prompt + completion tokens, once the upstream reported them."""
+    def tokens(self) -> Usage | None:
+        """Input and output tokens, once the upstream reported them."""
         ...
 
     def feed(self, data: bytes) -> bytes: ...

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from feathergate.errors import UpstreamStatusError
 from feathergate.operations.base import Answer, ClientRequest
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, Chunk, Provider, UpstreamRequest
+from feathergate.providers.base import (
+    CallContext,
+    Chunk,
+    Provider,
+    UpstreamRequest,
+    Usage,
+    usage_of,
+)
 from feathergate.sse import DONE, SSEDecoder, encode_data
 
-__all__ = ["ChatOperation", "ChatPipe", "chat", "chunk_tokens"]
-
-
-def chunk_tokens(usage: Any) -> int | None:
-    total = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return total if isinstance(total, int) else None
+__all__ = ["ChatOperation", "ChatPipe", "chat"]
 
 
 class ChatPipe:
@@ -31,13 +32,13 @@ class ChatPipe:
     def __init__(self, provider: Provider, ctx: CallContext) -> None:
         self._decoder = SSEDecoder()
         self._translator = provider.stream_translator(ctx)
-        self.tokens: int | None = None
+        self.tokens: Usage | None = None
 
     def _encode(self, chunks: list[Chunk]) -> bytes:
         for chunk in chunks:
             usage = chunk.get("usage")
             if usage:
-                self.tokens = chunk_tokens(usage)
+                self.tokens = usage_of(usage)
         return b"".join(encode_data(chunk) for chunk in chunks)
 
     def feed(self, data: bytes) -> bytes:
@@ -67,8 +68,7 @@ class ChatOperation:
 
     def parse_response(self, body: bytes, request: ClientRequest, ctx: CallContext) -> Answer:
         completion = self.provider.parse_response(body, ctx)
-        tokens = chunk_tokens(completion.get("usage"))
-        return Answer(json.dumps(completion).encode(), tokens)
+        return Answer(json.dumps(completion).encode(), usage_of(completion.get("usage")))
 
     def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
         return ChatPipe(self.provider, ctx)

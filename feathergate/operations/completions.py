@@ -27,10 +27,9 @@ from typing import Any
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.ingress.openai_completions import CompletionsRequest
 from feathergate.operations.base import Answer
-from feathergate.operations.chat import chunk_tokens
 from feathergate.operations.unsupported import check_offered
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage, usage_of
 from feathergate.providers.openai import OpenAIProvider
 from feathergate.providers.openai.errors import map_openai_error
 from feathergate.splice import Members, parse_members, set_member, splice
@@ -68,7 +67,7 @@ class CompletionsPipe:
         self._decoder = SSEDecoder()
         self._done = False
         self._finished = False
-        self.tokens: int | None = None
+        self.tokens: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         return b"".join([self._event(event) for event in self._decoder.feed(data)])
@@ -95,7 +94,7 @@ class CompletionsPipe:
             raise map_openai_error(status, {}, data.encode())
         usage = chunk.get("usage")
         if usage:
-            self.tokens = chunk_tokens(usage)
+            self.tokens = usage_of(usage)
         choices = chunk.get("choices")
         if not choices:
             if usage is None or not self._include_usage:
@@ -124,7 +123,7 @@ class CompletionsPassthrough:
         except UnicodeDecodeError:
             raise UpstreamProtocolError("upstream sent a response that is not UTF-8") from None
         members = _members(text, "a response", body)
-        tokens = chunk_tokens(members.value.get("usage"))
+        tokens = usage_of(members.value.get("usage"))
         return Answer(set_member(members, "model", ctx.alias), tokens)
 
     def stream(self, request: CompletionsRequest, ctx: CallContext) -> CompletionsPipe:

@@ -35,7 +35,7 @@ from feathergate.ingress.openai_embeddings import EmbeddingsRequest
 from feathergate.operations.base import Answer, StreamPipe
 from feathergate.operations.unsupported import check_offered
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.providers.openai import OpenAIProvider
 from feathergate.providers.openai.errors import map_openai_error
 from feathergate.splice import parse_members, set_member, splice
@@ -182,10 +182,10 @@ def openai_answer(body: bytes, request: EmbeddingsRequest, alias: str) -> Answer
         tokens = estimate_tokens(request)
         headers = ESTIMATED
     elif in_order and forms_ok:
-        return Answer(set_member(members, "model", alias), tokens)
+        return Answer(set_member(members, "model", alias), Usage(tokens, 0))
     items = data if in_order else _reordered(data)
     vectors = [_converted(item.get("embedding"), base64_wanted) for item in items]
-    return Answer(openai_payload(vectors, alias, tokens), tokens, headers)
+    return Answer(openai_payload(vectors, alias, tokens), Usage(tokens, 0), headers)
 
 
 class EmbeddingsPassthrough:

@@ -31,7 +31,7 @@ from feathergate.ingress.anthropic.to_chat import Family, translation
 from feathergate.ingress.anthropic.to_message import to_message
 from feathergate.operations.base import Answer
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, Provider, UpstreamRequest
+from feathergate.providers.base import CallContext, Provider, UpstreamRequest, Usage, usage_of
 from feathergate.sse import SSEDecoder
 
 __all__ = ["MessagesPipe", "MessagesViaChat", "message_id", "messages"]
@@ -62,7 +62,7 @@ class MessagesPipe:
         self._encoder = encoder
 
     @property
-    def tokens(self) -> int | None:
+    def tokens(self) -> Usage | None:
         return self._encoder.tokens
 
     def feed(self, data: bytes) -> bytes:
@@ -120,10 +120,8 @@ class MessagesViaChat:
             names=found.names,
             stops=found.stop,
         )
-        usage = completion.get("usage")
-        total = usage.get("total_tokens") if isinstance(usage, dict) else None
         payload = json.dumps(message).encode()
-        return Answer(payload, total if isinstance(total, int) else None)
+        return Answer(payload, usage_of(completion.get("usage")))
 
     def stream(self, request: MessagesRequest, ctx: CallContext) -> MessagesPipe:
         return MessagesPipe(self.provider, ctx, self._encoder(request, ctx))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from feathergate.config import Deployment
 from feathergate.errors import UpstreamStatusError
@@ -29,6 +29,8 @@ __all__ = [
     "Provider",
     "StreamTranslator",
     "UpstreamRequest",
+    "Usage",
+    "usage_of",
 ]
 
 Chunk = dict[str, Any]
@@ -36,6 +38,29 @@ Chunk = dict[str, Any]
 
 Completion = dict[str, Any]
 """One OpenAI ``chat.completion`` object."""
+
+
+class Usage(NamedTuple):
+    """Tokens as the upstream counted them; ``input`` includes cached and cache-written ones."""
+
+    input: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+def _count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_of(usage: Any) -> Usage | None:
+    """An OpenAI ``usage`` object (``prompt_tokens``, ``completion_tokens``), if it is one."""
+    if not isinstance(usage, Mapping) or "prompt_tokens" not in usage:
+        return None
+    return Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,11 +89,30 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
         await _complete_all(ex, attempt, fans_out, requests, send, total_at)
         return
     build = partial(attempt.operation.build_request, ex.request, ctx)
-    request = await offload.run(build, size=size)
+    request = _trace_headers(ex, await offload.run(build, size=size))
     if ctx.stream:
         await _stream(ex, attempt, request, send, total_at)
     else:
         await _complete(ex, attempt, request, send, total_at)
+
+
+def _trace_headers(ex: Exchange, request: UpstreamRequest) -> UpstreamRequest:
+    """The request id and trace context go upstream; providers stay unaware of both.
+
+    ``x-request-id`` for servers that log it (vLLM honours it), OpenAI's
+    ``x-client-request-id`` (logged on their side, for support), and W3C
+    ``traceparent`` when tracing is on. A configured header of the same name wins.
+    """
+    headers = request.headers
+    taken = {name.lower() for name, _ in headers}
+    extra = []
+    if ex.request_id is not None:
+        extra = [
+            (n, ex.request_id) for n in ("x-request-id", "x-client-request-id") if n not in taken
+        ]
+    if ex.traceparent is not None and "traceparent" not in taken:
+        extra.append(("traceparent", ex.traceparent))
+    return replace(request, headers=[*headers, *extra]) if extra else request
 
 
 def _sent(ex: Exchange) -> None:
@@ -128,6 +147,7 @@ async def _open(
         on_sent=partial(_sent, ex),
     )
     response: UpstreamResponse = await _timed(sending, first_at, total_at, "first_token", deadlines)
+    ex.upstream_status = response.status
     if response.status >= 400:
         try:
             body: bytes = await _timed(
@@ -336,6 +356,7 @@ async def _pump(
         return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
     if waiting_on_client:
         metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
+        ex.ended = "deadline:client_stall"
         return None
     return _stream_failed(ex, UpstreamTimeout("idle", idle or 0))
 
@@ -343,8 +364,9 @@ async def _pump(
 def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
     if isinstance(err, UpstreamTimeout):
         metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
-    ex.stream_error = err
-    return ex.envelope.event(err)
+        ex.ended = f"deadline:{err.kind}"
+    ex.stream_error = ex.error = err
+    return ex.envelope.event(err, ex.request_id)
 
 
 def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:

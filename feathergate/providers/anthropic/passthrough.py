@@ -37,7 +37,7 @@ from feathergate.errors import (
 from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.operations.base import Answer
 from feathergate.providers.anthropic.adapter import ANTHROPIC_VERSION, messages_url
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.splice import parse_members, splice
 from feathergate.sse import SSEDecoder, SSEEvent
 
@@ -94,11 +94,11 @@ def _count(usage: Mapping[str, Any], key: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _tokens(usage: Any) -> int | None:
+def _tokens(usage: Any) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(_count(usage, k) for k in keys) + _count(usage, "output_tokens")
+    return Usage(sum(_count(usage, k) for k in keys), _count(usage, "output_tokens"))
 
 
 def passthrough_error(status: int, error: Any, retry_after: str | None) -> UpstreamStatusError:
@@ -139,7 +139,7 @@ class PassthroughPipe:
         self._usage: dict[str, Any] = {}
 
     @property
-    def tokens(self) -> int | None:
+    def tokens(self) -> Usage | None:
         return _tokens(self._usage) if self._usage else None
 
     def feed(self, data: bytes) -> bytes:

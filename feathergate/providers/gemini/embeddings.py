@@ -52,7 +52,7 @@ from feathergate.operations.embeddings import (
     openai_payload,
     to_base64,
 )
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.providers.gemini.adapter import model_url
 from feathergate.providers.gemini.response import map_error
 
@@ -171,7 +171,7 @@ class GeminiEmbeddings:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         if counted is None:
             counted, headers = estimate_tokens(request), ESTIMATED
-        return Answer(openai_payload(encoded, ctx.alias, counted), counted, headers)
+        return Answer(openai_payload(encoded, ctx.alias, counted), Usage(counted, 0), headers)
 
     def build_request(self, request: EmbeddingsRequest, ctx: CallContext) -> UpstreamRequest:
         requests = self.build_requests(request, ctx)

@@ -94,8 +94,8 @@ async def response_on(stream: trio.SocketStream) -> bytes:
 
 async def test_a_half_sent_head_is_closed_after_header_timeout() -> None:
     async with gateway() as (base, port):
+        sent = trio.current_time()  # before the connect: the server's clock starts at accept
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        sent = trio.current_time()
         await stream.send_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n")
         await answered(base)
         assert await read_to_close(stream) == b""  # closed, and nothing to answer
@@ -107,8 +107,8 @@ async def test_a_half_sent_head_is_closed_after_header_timeout() -> None:
 async def test_a_connection_that_sends_nothing_is_closed_after_header_timeout() -> None:
     """Not after the 60 s keep-alive: a new connection owes its first head from the accept."""
     async with gateway() as (base, port):
+        opened = trio.current_time()  # before the connect: the server's clock starts at accept
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        opened = trio.current_time()
         assert await read_to_close(stream) == b""
         assert trio.current_time() - opened >= HEADER_TIMEOUT
         await stream.aclose()
@@ -118,8 +118,8 @@ async def test_a_connection_that_sends_nothing_is_closed_after_header_timeout() 
 async def test_a_head_trickling_in_is_closed_at_header_timeout_all_the_same() -> None:
     """Bytes that keep coming do not move the deadline: the whole head must be in by then."""
     async with gateway() as (base, port):
+        started = trio.current_time()  # before the connect: the server's clock starts at accept
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        started = trio.current_time()
         await stream.send_all(b"POST /v1/chat/completions HTTP/1.1\r\n")
         closed = False
         with trio.fail_after(10):
@@ -165,8 +165,8 @@ async def test_a_keep_alive_connection_idles_on_keep_alive_then_owes_its_next_he
 
 async def test_header_timeout_zero_leaves_only_the_keep_alive_timer() -> None:
     async with gateway(header_timeout=0, keep_alive_timeout=HEADER_TIMEOUT * 2) as (base, port):
+        sent = trio.current_time()  # before the connect: the keep-alive clock starts at accept
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        sent = trio.current_time()
         await stream.send_all(b"POST /v1/chat/completions HTTP/1.1\r\n")
         assert await read_to_close(stream) == b""
         assert trio.current_time() - sent >= HEADER_TIMEOUT * 2
@@ -201,8 +201,8 @@ async def test_a_body_that_keeps_arriving_may_take_longer_than_the_idle_timeout(
     """Pauses well under ``body_idle_timeout``, a total well over it: answered 200."""
     spaces = 50  # leading whitespace keeps the JSON valid, one byte each 0.05 s: 2.5 s
     async with gateway(body_idle_timeout=1.0) as (base, port):
+        started = trio.current_time()  # before the connect: the server's clock starts at accept
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        started = trio.current_time()
         await stream.send_all(head(spaces + len(PAYLOAD)))
         for _ in range(spaces):
             await stream.send_all(b" ")

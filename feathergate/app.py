@@ -19,6 +19,7 @@ from feathergate import metrics
 from feathergate.config import Config
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import Gateway, Runtime, check_master_key
+from feathergate.keys.admin import admin_blueprint
 from feathergate.typing import ASGIApp
 
 __all__ = ["create_app"]
@@ -58,7 +59,7 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.before_serving
     async def open_pools() -> None:
-        await runtime.open()
+        await runtime.open(app.nursery)
 
     @app.after_serving
     async def close_pools() -> None:
@@ -68,9 +69,17 @@ def build_quart(runtime: Runtime) -> Quart:
     async def authenticate() -> Response | None:
         if request.path.startswith("/v1/") or request.path.startswith("/models"):
             try:
-                check_master_key(
-                    runtime.config, request.headers.get("authorization", "").encode() or None
-                )
+                if runtime.keys is not None:
+                    await runtime.keys.identify(
+                        [
+                            (k.encode("latin-1"), v.encode("latin-1"))
+                            for k, v in request.headers.items()
+                        ]
+                    )
+                else:
+                    check_master_key(
+                        runtime.config, request.headers.get("authorization", "").encode() or None
+                    )
             except GatewayError as err:
                 return _error(err)
         return None
@@ -132,6 +141,7 @@ def build_quart(runtime: Runtime) -> Quart:
     async def http_error(exc: HTTPException) -> Response:
         return _error(RouteError(exc.code or 400, f"{exc.name}: {request.method} {request.path}"))
 
+    app.register_blueprint(admin_blueprint(lambda: runtime.keys))
     return app
 
 

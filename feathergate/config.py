@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from feathergate.errors import ConfigError
+from feathergate.keys.settings import GENERAL_KEYS, LITELLM_KEYS, KeySettings, parse_key_settings
 from feathergate.providers.catalog import CATALOG, KNOWN_ELSEWHERE, split_model
 
 __all__ = [
@@ -138,6 +139,7 @@ class Config:
     drop_params: bool = False
     warnings: tuple[str, ...] = ()
     source: str = "<memory>"
+    keys: KeySettings = field(default_factory=KeySettings)
 
 
 # Keys FeatherGate reads. Anything else in a known section is warned about once.
@@ -169,6 +171,7 @@ _PARAM_KEYS = {
 }
 _ENTRY_KEYS = {"model_name", "litellm_params", "model_info"}
 _LITELLM_KEYS = {
+    *LITELLM_KEYS,
     "drop_params",
     "request_timeout",
     "num_retries",
@@ -193,7 +196,7 @@ _ROUTER_KEYS = {
     "default_fallbacks",
     "max_fallbacks",
 }
-_GENERAL_KEYS = {"master_key", "max_request_size_mb"}
+_GENERAL_KEYS = {"master_key", "max_request_size_mb", *GENERAL_KEYS}
 _FEATHERGATE_KEYS = {
     "shutdown_grace_period",
     "keep_alive_timeout",
@@ -349,13 +352,17 @@ class _Parser:
         ids = [d.id for d in deployments]
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
             raise ConfigError("model_list", f"model_info.id {dup!r} is used by more than one entry")
+        server = self._server(general, ours)
         return Config(
             deployments=deployments,
             router=self._router(router_raw, litellm),
-            server=self._server(general, ours),
+            server=server,
             drop_params=drop_params,
             warnings=tuple(self.warnings),
             source=source,
+            keys=parse_key_settings(
+                general, litellm, self.env, source, has_master_key=bool(server.master_key)
+            ),
         )
 
     def _deadlines(self, raw: Mapping[str, Any], path: str, base: Deadlines) -> Deadlines:

@@ -11,6 +11,8 @@ import hmac
 import itertools
 import secrets
 import time
+from dataclasses import replace
+from functools import partial
 
 import trio
 
@@ -24,6 +26,8 @@ from feathergate.errors import (
     ProviderUnsupported,
     RouteError,
 )
+from feathergate.keys.service import Admission, KeyService
+from feathergate.keys.wiring import build_key_service
 from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext
 from feathergate.relay import (
@@ -57,11 +61,17 @@ class Runtime:
         self.drain = Drain()
         self.pool: UpstreamPool | None = None
         self.draining = False
+        self.keys: KeyService | None = build_key_service(config)
 
-    async def open(self) -> None:
+    async def open(self, nursery: trio.Nursery | None = None) -> None:
         self.pool = UpstreamPool(self.config)
+        if self.keys is not None:
+            assert nursery is not None, "virtual keys run background tasks"
+            await self.keys.open(nursery)
 
     async def close(self) -> None:
+        if self.keys is not None:
+            await self.keys.close()
         if self.pool is not None:
             await self.pool.aclose()
             self.pool = None
@@ -85,6 +95,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _max_tokens(body: dict[str, object]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            n = body.get("n")
+            return value * (n if isinstance(n, int) and n > 1 else 1)
+    return None
+
+
 class Gateway:
     def __init__(self, runtime: Runtime, fallback: ASGIApp) -> None:
         self.runtime = runtime
@@ -105,27 +124,62 @@ class Gateway:
         runtime = self.runtime
         model = "unknown"
         status = 500
+        keys = runtime.keys
+        admission: Admission | None = None
+        exchange: Exchange | None = None
         try:
             try:
-                check_master_key(runtime.config, _header(scope, b"authorization"))
+                principal = None
+                if keys is None:
+                    check_master_key(runtime.config, _header(scope, b"authorization"))
+                else:
+                    principal = await keys.identify(scope["headers"])
                 server = runtime.config.server
                 raw = await read_body(receive, server.max_request_bytes, server.body_timeout)
                 request = parse_chat_request(raw)
-                # About four bytes a token: only rpm/tpm accounting uses the estimate.
+                # About four bytes a token: rpm/tpm accounting and budget reservations.
                 plan = runtime.router.plan(
                     request.model, stream=request.stream, prompt_tokens=len(raw) // 4
                 )
                 model = plan.group
+                if keys is not None and principal is not None:
+                    admission = await keys.admit(
+                        principal, request.model, len(raw) // 4, _max_tokens(request.body)
+                    )
             except GatewayError as err:
                 status = await send_error(send, err, [])
                 return
+            strip_usage = False
+            if (
+                request.stream
+                and not request.include_usage
+                and runtime.config.keys.always_include_stream_usage
+            ):
+                # Streams are billed from the upstream's own count; the client did not ask
+                # for the usage chunk, so the relay strips it again.
+                options = {**(request.body.get("stream_options") or {}), "include_usage": True}
+                body = {**request.body, "stream_options": options}
+                request = replace(request, body=body, include_usage=True)
+                strip_usage = True
             exchange = Exchange(request, started, runtime.drain, server.client_stall_timeout)
+            exchange.strip_usage = strip_usage
+            if admission is not None and keys is not None:
+                exchange.meter = partial(keys.response_headers, admission)
             status = await relay(
                 exchange, plan, lambda dep: self._attempt(dep, request), receive, send
             )
         except ClientDisconnected:
             status = 499
         finally:
+            if admission is not None and keys is not None:
+                ex = exchange
+                keys.finish(
+                    admission,
+                    ex.deployment_id if ex else None,
+                    ex.usage if ex else None,
+                    ex.chunks if ex else 0,
+                    status,
+                )
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
 

@@ -152,10 +152,14 @@ async def _complete(
     upstream_done = ex.first_byte = trio.current_time()
     completion = attempt.provider.parse_response(body, attempt.ctx)
     usage = completion.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-        ex.tokens = usage["total_tokens"]
+    if isinstance(usage, dict):
+        ex.usage = usage
+        if isinstance(usage.get("total_tokens"), int):
+            ex.tokens = usage["total_tokens"]
     payload = json.dumps(completion).encode()
     headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *ex.headers]
+    if ex.meter is not None:
+        headers += ex.meter(attempt.ctx.deployment.id, ex.usage or {})
     ex.status = 200
     ex.phase = "sending"
     with trio.CancelScope(shield=True):  # a JSON body is sent whole or not at all
@@ -176,10 +180,15 @@ class _Encoder:
         self._ex = ex
 
     def __call__(self, chunks: list[Chunk]) -> bytes:
+        ex = self._ex
+        ex.chunks += len(chunks)
         for chunk in chunks:
             usage = chunk.get("usage")
             if usage:
-                self._ex.tokens = usage.get("total_tokens")
+                ex.tokens = usage.get("total_tokens")
+                ex.usage = usage
+                if ex.strip_usage and not chunk.get("choices"):
+                    chunks = [c for c in chunks if c is not chunk]
         return b"".join(encode_data(chunk) for chunk in chunks)
 
 
@@ -296,6 +305,8 @@ def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
 
 
 def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
+    if ex.meter is not None and ex.deployment_id is not None:
+        return [*_SSE_HEADERS, *ex.headers, *ex.meter(ex.deployment_id, None)]
     return [*_SSE_HEADERS, *ex.headers]
 
 

@@ -64,9 +64,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
+class SignallingOpenAI(FakeOpenAI):
+    """The fake, and an event set when a request arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = trio.Event()
+
+    async def _handle(self, scope: Any, receive: Any, send: Any) -> None:
+        self.arrived.set()
+        await super()._handle(scope, receive, send)
+
+
 @pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeOpenAI, str]]:
-    upstream = FakeOpenAI()
+async def fake() -> AsyncIterator[tuple[SignallingOpenAI, str]]:
+    upstream = SignallingOpenAI()
     async with serve_asgi(upstream) as url:
         yield upstream, url
 
@@ -112,7 +124,9 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
-async def test_key_endpoints_and_enforcement(fake: tuple[FakeOpenAI, str], db_url: str) -> None:
+async def test_key_endpoints_and_enforcement(
+    fake: tuple[SignallingOpenAI, str], db_url: str
+) -> None:
     _, upstream = fake
     async with gateway(config_for(upstream, db_url)) as c:
         raw = await c.new_key(key_alias="alice", models=["gpt"], max_budget=10, metadata={"a": 1})
@@ -231,7 +245,7 @@ async def test_key_endpoints_and_enforcement(fake: tuple[FakeOpenAI, str], db_ur
         assert models.status_code == 200
 
 
-async def test_expired_keys_are_refused(fake: tuple[FakeOpenAI, str], db_url: str) -> None:
+async def test_expired_keys_are_refused(fake: tuple[SignallingOpenAI, str], db_url: str) -> None:
     _, upstream = fake
     raw = generate_key()
     store = open_store(db_url)
@@ -253,7 +267,7 @@ async def test_expired_keys_are_refused(fake: tuple[FakeOpenAI, str], db_url: st
         assert expires is not None
 
 
-async def test_teams(fake: tuple[FakeOpenAI, str], db_url: str) -> None:
+async def test_teams(fake: tuple[SignallingOpenAI, str], db_url: str) -> None:
     _, upstream = fake
     async with gateway(config_for(upstream, db_url)) as c:
         made = await c.admin(
@@ -297,7 +311,9 @@ async def test_teams(fake: tuple[FakeOpenAI, str], db_url: str) -> None:
         assert (await c.chat(raw)).status_code == 401
 
 
-async def test_rate_limits_of_key_and_team(fake: tuple[FakeOpenAI, str], tmp_path: Path) -> None:
+async def test_rate_limits_of_key_and_team(
+    fake: tuple[SignallingOpenAI, str], tmp_path: Path
+) -> None:
     upstream_fake, upstream = fake
     async with gateway(config_for(upstream, f"sqlite:///{tmp_path}/k.db")) as c:
         raw = await c.new_key(rpm_limit=2)
@@ -327,11 +343,10 @@ async def test_rate_limits_of_key_and_team(fake: tuple[FakeOpenAI, str], tmp_pat
             async def held() -> None:
                 results.append((await c.chat(parallel)).status_code)
 
-            before = len(upstream_fake.requests)
+            upstream_fake.arrived = trio.Event()
             nursery.start_soon(held)
             with trio.fail_after(10):  # until the first call is held upstream
-                while len(upstream_fake.requests) == before:
-                    await trio.sleep(0.01)
+                await upstream_fake.arrived.wait()
             second = await c.chat(parallel)
             assert second.status_code == 429
             assert "max_parallel_requests" in error_of(second)["message"]
@@ -340,7 +355,9 @@ async def test_rate_limits_of_key_and_team(fake: tuple[FakeOpenAI, str], tmp_pat
         assert (await c.chat(parallel)).status_code == 200
 
 
-async def test_budget_is_exact_under_concurrency(fake: tuple[FakeOpenAI, str], db_url: str) -> None:
+async def test_budget_is_exact_under_concurrency(
+    fake: tuple[SignallingOpenAI, str], db_url: str
+) -> None:
     upstream_fake, upstream = fake
     # Each call may cost 8 * 1/8 = 1.0 at most and really costs 4 * 1/8 = 0.5.
     async with gateway(config_for(upstream, db_url)) as c:
@@ -379,7 +396,7 @@ async def _call(c: Client, raw: str, send: trio.MemorySendChannel[httpx.Response
 
 
 async def test_budget_status_code_and_duration(
-    fake: tuple[FakeOpenAI, str], tmp_path: Path
+    fake: tuple[SignallingOpenAI, str], tmp_path: Path
 ) -> None:
     _, upstream = fake
     config = config_for(upstream, f"sqlite:///{tmp_path}/k.db", budget_exceeded_status_code=429)
@@ -399,7 +416,7 @@ async def test_budget_status_code_and_duration(
 
 
 async def test_stream_billing_asks_upstream_for_usage(
-    fake: tuple[FakeOpenAI, str], tmp_path: Path
+    fake: tuple[SignallingOpenAI, str], tmp_path: Path
 ) -> None:
     upstream_fake, upstream = fake
     async with gateway(config_for(upstream, f"sqlite:///{tmp_path}/k.db")) as c:
@@ -441,7 +458,7 @@ async def test_stream_billing_asks_upstream_for_usage(
 
 
 async def test_keys_and_spend_survive_a_restart_and_no_raw_key_is_stored(
-    fake: tuple[FakeOpenAI, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake: tuple[SignallingOpenAI, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, upstream = fake
     caplog.set_level(logging.DEBUG)
@@ -456,7 +473,9 @@ async def test_keys_and_spend_survive_a_restart_and_no_raw_key_is_stored(
         assert (await c.chat(raw, model="eighth")).status_code == 200
         assert (await c.info(raw))["spend"] == 1.0
     stored = b"".join(
-        p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("feathergate.db")
+        p.read_bytes()
+        for p in await trio.to_thread.run_sync(lambda: list(tmp_path.iterdir()))
+        if p.name.startswith("feathergate.db")
     )
     assert hash_key(raw).encode() in stored
     assert raw.encode() not in stored
@@ -470,7 +489,7 @@ async def test_keys_and_spend_survive_a_restart_and_no_raw_key_is_stored(
 
 
 async def test_two_instances_share_keys_and_deletes(
-    fake: tuple[FakeOpenAI, str], db_url: str
+    fake: tuple[SignallingOpenAI, str], db_url: str
 ) -> None:
     _, upstream = fake
     config = config_for(upstream, db_url)
@@ -489,7 +508,9 @@ async def test_two_instances_share_keys_and_deletes(
         assert time.monotonic() - started < 1.0 + 0.5  # the 1 s promise, with room for CI
 
 
-async def test_store_outage(fake: tuple[FakeOpenAI, str], postgres_server: PostgresServer) -> None:
+async def test_store_outage(
+    fake: tuple[SignallingOpenAI, str], postgres_server: PostgresServer
+) -> None:
     _, upstream = fake
     url = postgres_server.new_database()
     async with gateway(config_for(upstream, url)) as c:

@@ -139,7 +139,8 @@ def test_usage_of_reads_openai_usage_details() -> None:
 
 def test_price_table_and_model_info_override() -> None:
     table = load_table()
-    assert table.date and table.source
+    assert table.date
+    assert table.source
     gpt = price_for("gpt-4o-2024-08-06", {}, table)
     assert gpt is not None
     assert gpt == table.models["gpt-4o"]

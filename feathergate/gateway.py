@@ -32,6 +32,9 @@ from feathergate.errors import (
     ProviderUnsupported,
     RouteError,
 )
+from feathergate.keys.gate import billed, max_tokens
+from feathergate.keys.service import Admission, KeyService
+from feathergate.keys.wiring import build_key_service
 from feathergate.lastresort import internal_error, secrets_of
 from feathergate.mock import MockTransport
 from feathergate.operations.base import ClientRequest, Operation
@@ -73,11 +76,17 @@ class Runtime:
         self.pool: UpstreamPool | None = None
         self.draining = False
         self.secrets = secrets_of(config)  # masked out of every logged traceback
+        self.keys: KeyService | None = build_key_service(config, self.shared)
 
-    async def open(self) -> None:
+    async def open(self, nursery: trio.Nursery | None = None) -> None:
         self.pool = UpstreamPool(self.config, _route)
+        if self.keys is not None:
+            assert nursery is not None, "virtual keys run background tasks"
+            await self.keys.open(nursery)
 
     async def close(self) -> None:
+        if self.keys is not None:
+            await self.keys.close()
         if self.pool is not None:
             await self.pool.aclose()
             self.pool = None
@@ -164,10 +173,16 @@ class Gateway:
         runtime = self.runtime
         model = "unknown"
         status = 500
+        keys = runtime.keys
+        admission: Admission | None = None
         exchange: Exchange | None = None
         try:
             try:
-                _authenticate(runtime.config, scope, endpoint)
+                principal = None
+                if keys is None:
+                    _authenticate(runtime.config, scope, endpoint)
+                else:
+                    principal = await keys.identify(scope["headers"])
                 server = runtime.config.server
                 raw = await read_body(
                     receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
@@ -180,19 +195,28 @@ class Gateway:
                     server.max_messages,
                 )
                 request = await offload.run(parse, size=len(raw))
-                # About four bytes a token: only rpm/tpm accounting uses the estimate.
+                # About four bytes a token: rpm/tpm accounting and budget reservations.
                 plan = runtime.router.plan(
                     request.model,
                     stream=request.stream,
                     prompt_tokens=len(raw) // 4 if endpoint.metered else 0,
                 )
                 model = plan.group
+                if principal is not None and endpoint.metered:  # count_tokens costs nothing
+                    assert keys is not None
+                    admission = await keys.admit(
+                        principal, request.model, len(raw) // 4, max_tokens(request.body)
+                    )
             except GatewayError as err:
                 status = await send_error(send, err, [], endpoint.envelope)
                 return
+            if admission is not None and keys is not None:
+                request = billed(request, keys.settings)
             exchange = Exchange(
                 request, started, runtime.drain, server.client_stall_timeout, endpoint.envelope
             )
+            if admission is not None and keys is not None:
+                exchange.meter = partial(keys.response_headers, admission)
             status = await relay(
                 exchange, plan, lambda dep: self._attempt(endpoint, dep, request), receive, send
             )
@@ -203,6 +227,15 @@ class Gateway:
         except Exception as exc:  # the last resort: see feathergate.lastresort
             status = await self._internal_error(exc, scope, send, endpoint, exchange)
         finally:
+            if admission is not None and keys is not None:
+                ex = exchange
+                keys.finish(
+                    admission,
+                    ex.deployment_id if ex else None,
+                    ex.usage if ex else None,
+                    ex.chunks if ex else 0,
+                    status,
+                )
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
 

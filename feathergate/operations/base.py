@@ -59,6 +59,9 @@ class Answer:
 
     payload: bytes
     tokens: int | None = None  # prompt + completion as the upstream counted them, for tpm
+    # OpenAI's usage shape (prompt/completion tokens, cached and reasoning details),
+    # whatever the API: what virtual keys bill.
+    usage: Mapping[str, Any] | None = None
 
 
 class StreamPipe(Protocol):
@@ -72,6 +75,11 @@ class StreamPipe(Protocol):
     @property
     def tokens(self) -> int | None:
         """Prompt + completion tokens, once the upstream reported them."""
+        ...
+
+    @property
+    def usage(self) -> Mapping[str, Any] | None:
+        """The upstream's usage in OpenAI's shape (as :attr:`Answer.usage`), once reported."""
         ...
 
     def feed(self, data: bytes) -> bytes: ...

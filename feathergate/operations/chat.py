@@ -26,18 +26,23 @@ def chunk_tokens(usage: Any) -> int | None:
 
 
 class ChatPipe:
-    __slots__ = ("_decoder", "_translator", "tokens")
+    __slots__ = ("_decoder", "_strip_usage", "_translator", "tokens", "usage")
 
-    def __init__(self, provider: Provider, ctx: CallContext) -> None:
+    def __init__(self, provider: Provider, ctx: CallContext, *, strip_usage: bool = False) -> None:
         self._decoder = SSEDecoder()
         self._translator = provider.stream_translator(ctx)
+        self._strip_usage = strip_usage
         self.tokens: int | None = None
+        self.usage: Mapping[str, Any] | None = None
 
     def _encode(self, chunks: list[Chunk]) -> bytes:
         for chunk in chunks:
             usage = chunk.get("usage")
             if usage:
                 self.tokens = chunk_tokens(usage)
+                self.usage = usage
+                if self._strip_usage and not chunk.get("choices"):
+                    chunks = [c for c in chunks if c is not chunk]
         return b"".join(encode_data(chunk) for chunk in chunks)
 
     def feed(self, data: bytes) -> bytes:
@@ -67,11 +72,16 @@ class ChatOperation:
 
     def parse_response(self, body: bytes, request: ClientRequest, ctx: CallContext) -> Answer:
         completion = self.provider.parse_response(body, ctx)
-        tokens = chunk_tokens(completion.get("usage"))
-        return Answer(json.dumps(completion).encode(), tokens)
+        usage = completion.get("usage")
+        return Answer(
+            json.dumps(completion).encode(),
+            chunk_tokens(usage),
+            usage if isinstance(usage, Mapping) else None,
+        )
 
     def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
-        return ChatPipe(self.provider, ctx)
+        # Usage asked upstream for billing only (virtual keys) is not the client's.
+        return ChatPipe(self.provider, ctx, strip_usage=getattr(request, "strip_usage", False))
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes

@@ -65,6 +65,10 @@ class MessagesPipe:
     def tokens(self) -> int | None:
         return self._encoder.tokens
 
+    @property
+    def usage(self) -> Mapping[str, Any] | None:
+        return self._encoder.usage
+
     def feed(self, data: bytes) -> bytes:
         translator = self._translator
         chunks = [c for e in self._decoder.feed(data) for c in translator.feed(e)]
@@ -121,9 +125,11 @@ class MessagesViaChat:
             stops=found.stop,
         )
         usage = completion.get("usage")
-        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if not isinstance(usage, dict):
+            usage = None
+        total = usage.get("total_tokens") if usage is not None else None
         payload = json.dumps(message).encode()
-        return Answer(payload, total if isinstance(total, int) else None)
+        return Answer(payload, total if isinstance(total, int) else None, usage)
 
     def stream(self, request: MessagesRequest, ctx: CallContext) -> MessagesPipe:
         return MessagesPipe(self.provider, ctx, self._encoder(request, ctx))

@@ -118,7 +118,8 @@ async def _attempts(
             dep = refused.dep
             continue
         ex.headers = _route_headers(dep, plan)
-        ex.first_byte = ex.tokens = ex.stream_error = None
+        ex.first_byte = ex.tokens = ex.stream_error = ex.usage = None
+        ex.deployment_id, ex.chunks = dep.id, 0
         metrics.deployment_requests(dep.model_name, dep.id).inc()
         attempt_started = trio.current_time()
         try:

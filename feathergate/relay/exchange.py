@@ -143,8 +143,11 @@ async def _complete(
     upstream_done = ex.first_byte = trio.current_time()
     answer = attempt.operation.parse_response(body, ex.request, attempt.ctx)
     ex.tokens = answer.tokens
+    ex.usage = answer.usage
     payload = answer.payload
     headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *ex.headers]
+    if ex.meter is not None:
+        headers += ex.meter(attempt.ctx.deployment.id, answer.usage or {})
     ex.status = 200
     ex.phase = "sending"
     with trio.CancelScope(shield=True):  # a JSON body is sent whole or not at all
@@ -178,7 +181,8 @@ async def _stream(
             else:
                 first = pipe.feed(data)
         upstream_first = ex.first_byte = trio.current_time()
-        ex.tokens = pipe.tokens
+        ex.tokens, ex.usage = pipe.tokens, pipe.usage
+        ex.chunks += first.count(b"\n\n")
         ex.status = 200
         ex.phase = "streaming"
         # The head and the first chunk go out from this task: no hop through
@@ -207,7 +211,7 @@ async def _stream(
                     # if it were complete; the gateway's last resort ends it.
                     nursery.cancel_scope.cancel()
                     raise
-                ex.tokens = pipe.tokens
+                ex.tokens, ex.usage = pipe.tokens, pipe.usage
                 # Let go of the upstream before waiting on the client.
                 response.close()
                 delivered = False
@@ -250,6 +254,7 @@ async def _pump(
                     return pipe.finish()
                 out = pipe.feed(data)
                 if out:
+                    ex.chunks += out.count(b"\n\n")  # what a client that leaves is billed for
                     # A client that does not read fills the channel; it gets
                     # ``stall_timeout``, and cannot pin the upstream past that.
                     scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
@@ -273,6 +278,8 @@ def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
 
 
 def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
+    if ex.meter is not None and ex.deployment_id is not None:
+        return [*_SSE_HEADERS, *ex.headers, *ex.meter(ex.deployment_id, None)]
     return [*_SSE_HEADERS, *ex.headers]
 
 

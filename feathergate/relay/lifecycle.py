@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -75,11 +76,17 @@ class Exchange:
     response_started: bool = False  # bytes reached the client: no retry, no HTTP error
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     assets: dict[str, Asset] = field(default_factory=dict)  # images downloaded, for every attempt
+    # Virtual keys: (deployment id, usage or None) -> x-litellm-* headers of the answer.
+    meter: Callable[[str, Mapping[str, Any] | None], list[tuple[bytes, bytes]]] | None = None
+    strip_usage: bool = False  # usage was asked upstream for billing, not by the client
     # Per attempt:
     upstream_sent: float = 0.0
     first_byte: float | None = None
     tokens: int | None = None
     stream_error: GatewayError | None = None  # a failure after the response started
+    deployment_id: str | None = None
+    usage: Mapping[str, Any] | None = None  # the upstream's usage, when it came
+    chunks: int = 0  # chunks streamed: what a client that left is billed for
 
 
 async def read_body(receive: ASGIReceive, limit: int, seconds: float, idle: float | None) -> bytes:

@@ -70,6 +70,7 @@ class MessagesEncoder:
         "_stops",
         "_usage",
         "tokens",
+        "usage",
     )
 
     def __init__(
@@ -89,6 +90,7 @@ class MessagesEncoder:
         self._matched: Any = None
         self._usage: Any = None
         self.tokens: int | None = None
+        self.usage: Mapping[str, Any] | None = None  # the chat usage, for spend
 
     def encode(self, chunks: list[Chunk]) -> bytes:
         out: list[bytes] = []
@@ -115,7 +117,7 @@ class MessagesEncoder:
         self._start(out)
         usage = chunk.get("usage")
         if isinstance(usage, Mapping):
-            self._usage = usage
+            self._usage = self.usage = usage
             total = usage.get("total_tokens")
             self.tokens = total if isinstance(total, int) else self.tokens
         choices = chunk.get("choices")

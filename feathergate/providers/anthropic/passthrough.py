@@ -47,6 +47,7 @@ __all__ = [
     "PassthroughPipe",
     "count_tokens",
     "messages",
+    "openai_usage",
     "passthrough_error",
 ]
 
@@ -101,6 +102,22 @@ def _tokens(usage: Any) -> int | None:
     return sum(_count(usage, k) for k in keys) + _count(usage, "output_tokens")
 
 
+def openai_usage(usage: Any) -> dict[str, Any] | None:
+    """Anthropic's usage in OpenAI's shape: cache reads and writes are part of the prompt."""
+    if not isinstance(usage, Mapping):
+        return None
+    read = _count(usage, "cache_read_input_tokens")
+    written = _count(usage, "cache_creation_input_tokens")
+    prompt = _count(usage, "input_tokens") + read + written
+    completion = _count(usage, "output_tokens")
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
+    }
+
+
 def passthrough_error(status: int, error: Any, retry_after: str | None) -> UpstreamStatusError:
     detail = error if isinstance(error, Mapping) else {}
     message = detail.get("message")
@@ -141,6 +158,10 @@ class PassthroughPipe:
     @property
     def tokens(self) -> int | None:
         return _tokens(self._usage) if self._usage else None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        return openai_usage(self._usage) if self._usage else None
 
     def feed(self, data: bytes) -> bytes:
         return b"".join(self._event(e) for e in self._decoder.feed(data))
@@ -203,7 +224,8 @@ class MessagesPassthrough:
         members = _object(body)
         if not isinstance(members.value, dict):
             raise UpstreamProtocolError("anthropic sent a response that is not a JSON object")
-        return Answer(splice(members, ctx.alias), _tokens(members.value.get("usage")))
+        usage = members.value.get("usage")
+        return Answer(splice(members, ctx.alias), _tokens(usage), openai_usage(usage))
 
     def stream(self, request: MessagesRequest, ctx: CallContext) -> PassthroughPipe:
         return PassthroughPipe(ctx.alias)

@@ -324,7 +324,8 @@ async def test_rate_limits_of_key_and_team(
         limited = await c.chat(raw)
         assert limited.status_code == 429
         assert error_of(limited)["type"] == "throttling_error"
-        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        # The seam's sliding window frees a slot up to one bucket (1 s) late.
+        assert 1 <= int(limited.headers["retry-after"]) <= 61
         assert limited.headers["x-ratelimit-api_key-remaining-requests"] == "0"
 
         await c.admin("POST", "/team/new", json={"team_id": "slow", "rpm_limit": 1})

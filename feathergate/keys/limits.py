@@ -1,52 +1,18 @@
-"""Rate limits of keys and teams: requests and tokens per minute, requests in parallel.
+"""Requests in parallel per key and team (``max_parallel_requests``).
 
-:class:`RateCounters` is the interface the service counts through; its
-signature follows the shared-state seam's ``acquire``/``settle`` so that a
-thin adapter backs it with Redis. :class:`MemoryCounters` is the in-process
-backend: a 60-second window from the first request (LiteLLM's v3 limiter),
-tokens reserved at admission and corrected at completion.
+rpm and tpm go through the state seam (``SharedState.acquire``/``settle``,
+scopes ``api_key`` and ``team``), so they hold across processes when Redis
+is configured. Parallel requests are counted here, per process: a slot is
+held for the whole call, and a lease in Redis would need a heartbeat to
+survive a process that dies holding it. With N processes a key may thus
+have up to N times its limit in flight.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["MemoryCounters", "MemoryGauges", "ParallelGauges", "RateCounters", "Ticket", "Window"]
-
-WINDOW = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """At most ``requests`` and ``tokens`` (``None``: no limit) per ``seconds``."""
-
-    requests: int | None
-    tokens: int | None
-    seconds: float = WINDOW
-
-
-class Ticket(Protocol):
-    """What an admission answers (the seam's ``Grant`` has these attributes)."""
-
-    @property
-    def admitted(self) -> bool: ...
-    @property
-    def wait(self) -> float: ...
-    @property
-    def requests(self) -> int: ...
-    @property
-    def tokens(self) -> int: ...
-
-
-class RateCounters(Protocol):
-    async def acquire(self, scope: str, ident: str, limit: Window, tokens: int) -> Ticket:
-        """Count one request of ``tokens`` (an estimate) if it fits ``limit``."""
-        ...
-
-    def settle(self, ticket: Ticket, tokens: int) -> None:
-        """Replace the estimate ``ticket`` counted with the real ``tokens``."""
-        ...
+__all__ = ["MemoryGauges", "ParallelGauges"]
 
 
 class ParallelGauges(Protocol):
@@ -55,60 +21,6 @@ class ParallelGauges(Protocol):
         ...
 
     def leave(self, scope: str, ident: str) -> None: ...
-
-
-@dataclass(slots=True)
-class _Count:
-    start: float
-    requests: int = 0
-    tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryTicket:
-    admitted: bool
-    wait: float
-    requests: int
-    tokens: int
-    key: tuple[str, str] = ("", "")
-    start: float = 0.0
-    estimate: int = 0
-
-
-class MemoryCounters:
-    def __init__(self, clock: object) -> None:
-        self._clock = clock
-        self._counts: dict[tuple[str, str], _Count] = {}
-
-    def _now(self) -> float:
-        return self._clock()  # type: ignore[operator,no-any-return]
-
-    async def acquire(self, scope: str, ident: str, limit: Window, tokens: int) -> MemoryTicket:
-        return self.acquire_now(scope, ident, limit, tokens)
-
-    def acquire_now(self, scope: str, ident: str, limit: Window, tokens: int) -> MemoryTicket:
-        now = self._now()
-        key = (scope, ident)
-        count = self._counts.get(key)
-        if count is None or now >= count.start + limit.seconds:
-            count = self._counts[key] = _Count(now)
-        wait = count.start + limit.seconds - now
-        over_requests = limit.requests is not None and count.requests + 1 > limit.requests
-        # A request larger than the whole token limit still passes on an empty window.
-        over_tokens = (
-            limit.tokens is not None and count.tokens > 0 and count.tokens + tokens > limit.tokens
-        )
-        if over_requests or over_tokens:
-            return MemoryTicket(False, wait, count.requests, count.tokens, key, count.start)
-        count.requests += 1
-        count.tokens += tokens
-        return MemoryTicket(True, 0.0, count.requests, count.tokens, key, count.start, tokens)
-
-    def settle(self, ticket: Ticket, tokens: int) -> None:
-        assert isinstance(ticket, MemoryTicket)
-        count = self._counts.get(ticket.key)
-        if ticket.admitted and count is not None and count.start == ticket.start:
-            count.tokens = max(0, count.tokens + tokens - ticket.estimate)
 
 
 class MemoryGauges:

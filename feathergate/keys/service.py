@@ -36,18 +36,13 @@ from feathergate.errors import (
     StoreUnavailable,
 )
 from feathergate.keys.budgets import BudgetLimit, MemoryLedger, Refusal, Reservation
-from feathergate.keys.limits import (
-    MemoryCounters,
-    MemoryGauges,
-    ParallelGauges,
-    RateCounters,
-    Ticket,
-    Window,
-)
+from feathergate.keys.limits import MemoryGauges, ParallelGauges
 from feathergate.keys.pricing import Price, Usage, cost, usage_of
 from feathergate.keys.records import KeyRecord, SpendRow, TeamRecord
 from feathergate.keys.store import SpendOp, Store, open_store
 from feathergate.keys.tokens import hash_key, key_name
+from feathergate.state.base import Grant, Hold, Limit, SharedState
+from feathergate.state.memory import MemoryState
 
 __all__ = ["Admission", "Broadcast", "KeyService", "Principal", "read_key"]
 
@@ -58,6 +53,8 @@ _HEADERS = (b"x-litellm-api-key", b"authorization", b"api-key", b"x-api-key", b"
 _NEGATIVE_TTL = 1.0  # an unknown key is asked for again after this long
 _CHANGE_WINDOW = 30.0  # change-log rows read back this far (clock skew between hosts)
 _BATCH = 5000
+_PERIOD_SLACK = 3600.0  # a period's shared counter outlives its reset by this much
+_FOREVER_TTL = 7 * 86400.0  # a budget that never resets: its counter, while in use
 
 
 class Broadcast(Protocol):
@@ -115,7 +112,8 @@ class Admission:
     request_id: str
     started: float
     reservation: Reservation | None = None
-    tickets: list[Ticket] = field(default_factory=list)
+    tickets: list[Grant] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)  # shared budget reservations
     slots: list[tuple[str, str]] = field(default_factory=list)
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     cost: float | None = None
@@ -137,7 +135,7 @@ class KeyService:
         groups: Mapping[str, tuple[str, ...]],
         *,
         store: Store | None = None,
-        counters: RateCounters | None = None,
+        state: SharedState | None = None,
         gauges: ParallelGauges | None = None,
         broadcast: Broadcast | None = None,
         wall: Callable[[], float] = time.time,
@@ -149,10 +147,15 @@ class KeyService:
         self.groups = groups  # model_name -> deployment ids
         self.store = store or open_store(settings.database_url)
         self.wall = wall
-        self.counters: RateCounters = counters or MemoryCounters(trio.current_time)
+        # rpm/tpm through the state seam: Redis when configured, else this process's memory.
+        self.state: SharedState = state or MemoryState(trio.current_time)
+        # Budgets: this process's ledger decides alone without Redis; with it,
+        # the seam's period counters are the truth every process checks too.
+        self.shared_budgets = state is not None
+        # Parallel requests are counted per process (see README, Virtual keys).
         self.gauges: ParallelGauges = gauges or MemoryGauges()
         self.ledger = MemoryLedger(settings.timezone)
-        self.broadcast = broadcast
+        self.broadcast = broadcast if broadcast is not None else state
         self._keys: dict[str, _Cached] = {}
         self._teams: dict[str, TeamRecord | None] = {}
         self._loading: dict[str, trio.Event] = {}
@@ -161,6 +164,7 @@ class KeyService:
         self.dropped = 0  # spend rows lost to a full buffer
         self.flushed_at = 0.0
         self._flush_lock = trio.Lock()
+        self._loops = trio.CancelScope()
         self.store_up = True
 
     # -- lifecycle -------------------------------------------------------------------
@@ -170,14 +174,22 @@ class KeyService:
             self._seen[change.id] = self.wall()
         if self.broadcast is not None:
             self.broadcast.subscribe(TOPIC, self._on_message)
-        nursery.start_soon(self._poll_loop)
-        nursery.start_soon(self._flush_loop)
+        nursery.start_soon(self._background)
+
+    async def _background(self) -> None:
+        with self._loops:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._poll_loop)
+                nursery.start_soon(self._flush_loop)
 
     async def close(self) -> None:
-        with trio.move_on_after(10), trio.CancelScope(shield=True):
-            try:
+        # The loops stop before the store closes: one of them reconnecting
+        # after it would leave a connection open (psycopg warns at exit).
+        self._loops.cancel()
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(10), contextlib.suppress(StoreUnavailable):
                 await self.flush()
-            except StoreUnavailable:
+            if self._ops:
                 log.warning(
                     "key store unreachable at shutdown: %d spend rows not written", len(self._ops)
                 )
@@ -304,11 +316,38 @@ class KeyService:
             for limit, reset_at, before in result.resets:
                 self._queue(SpendOp(None, limit.kind, limit.ident, reset_at, before))
         try:
+            if admission.reservation is not None and self.shared_budgets:
+                await self._hold(admission, admission.reservation, key, now)
             await self._limits(admission, key, team)
         except BaseException:
             self._release(admission, 0.0, 0)
             raise
         return admission
+
+    async def _hold(
+        self, admission: Admission, reservation: Reservation, key: KeyRecord, now: float
+    ) -> None:
+        """The same reservation on the shared period counters, which every process checks."""
+        for limit, bucket in reservation.buckets:
+            if limit.max_budget is None:
+                continue
+            period = int(bucket.reset_at or 0)
+            ttl = bucket.reset_at - now + _PERIOD_SLACK if bucket.reset_at else _FOREVER_TTL
+            hold = await self.state.reserve(
+                limit.kind,
+                limit.ident,
+                period,
+                reservation.amount,
+                limit.max_budget,
+                seed=bucket.spend,
+                ttl=max(ttl, 1.0),
+            )
+            if not hold.admitted:
+                raise BudgetExceeded(
+                    self.settings.budget_exceeded_status,
+                    _budget_message(Refusal(limit, hold.spent), key),
+                )
+            admission.holds.append(hold)
 
     async def _limits(self, admission: Admission, key: KeyRecord, team: TeamRecord | None) -> None:
         scopes: list[tuple[str, str, str, int | None, int | None, int | None]] = [
@@ -345,8 +384,8 @@ class KeyService:
         for scope, ident, label, rpm, tpm, _ in scopes:
             if rpm is None and tpm is None:
                 continue
-            ticket = await self.counters.acquire(
-                scope, ident, Window(rpm, tpm), admission.prompt_estimate
+            ticket = await self.state.acquire(
+                scope, ident, Limit(rpm, tpm), admission.prompt_estimate
             )
             headers = _limit_headers(label, rpm, tpm, ticket)
             if not ticket.admitted:
@@ -428,8 +467,10 @@ class KeyService:
         admission.finished = True
         if admission.reservation is not None:
             self.ledger.settle(admission.reservation, amount)
+        for hold in admission.holds:
+            self.state.release(hold, amount)
         for ticket in admission.tickets:
-            self.counters.settle(ticket, tokens)
+            self.state.settle(ticket, tokens)
         for scope, ident in admission.slots:
             self.gauges.leave(scope, ident)
 
@@ -580,7 +621,7 @@ def _budget_message(refusal: Refusal, key: KeyRecord) -> str:
 
 
 def _limit_headers(
-    label: str, rpm: int | None, tpm: int | None, ticket: Ticket
+    label: str, rpm: int | None, tpm: int | None, ticket: Grant
 ) -> list[tuple[bytes, bytes]]:
     headers = []
     if rpm is not None:

@@ -129,6 +129,7 @@ class Store:
         self._errors = errors  # the driver's: the store is down (or the query is wrong)
         self._conflicts = conflicts  # a unique constraint: the caller's mistake
         self._conn: Any = None
+        self._closed = False
         self._limiter = trio.CapacityLimiter(1)
 
     # -- plumbing ------------------------------------------------------------------
@@ -138,6 +139,10 @@ class Store:
     async def _run(self, fn: Callable[[Any], T]) -> T:
         def call() -> T:
             if self._conn is None:
+                if self._closed:
+                    # A call queued behind aclose() (a background loop at shutdown)
+                    # would open a connection nobody closes.
+                    raise StoreUnavailable("the key store is closed")
                 self._conn = self._connect()
             if self.dialect == "sqlite":
                 # The write lock from the start: no upgrade deadlock between two processes.
@@ -172,6 +177,7 @@ class Store:
         return list(cur.fetchall()) if cur.description is not None else []
 
     async def aclose(self) -> None:
+        self._closed = True
         await trio.to_thread.run_sync(self._drop, limiter=self._limiter)
 
     # -- schema ----------------------------------------------------------------------

@@ -528,3 +528,54 @@ async def test_store_outage(
             await trio.to_thread.run_sync(postgres_server.start)
         assert (await c.info(cached))["spend"] == 1.0  # the buffered row reached the store
         assert (await c.chat(unseen)).status_code == 200
+
+
+def anthropic_error(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"type", "error"}
+    assert body["type"] == "error"
+    assert set(body["error"]) == {"type", "message"}
+    return dict(body["error"])
+
+
+async def test_messages_and_count_tokens_take_virtual_keys(
+    fake: tuple[SignallingOpenAI, str], db_url: str
+) -> None:
+    _, upstream = fake
+    async with gateway(config_for(upstream, db_url)) as c:
+        raw = await c.new_key(max_budget=1.0, models=["eighth"])
+
+        async def post(path: str, key: str, **body: Any) -> httpx.Response:
+            payload = {"model": "eighth", "messages": USER, **body}
+            headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+            return await c.http.post(f"{c.base}{path}", json=payload, headers=headers)
+
+        # Streamed through the Messages translation: billed from the upstream's usage.
+        streamed = await post("/v1/messages", raw, max_tokens=8, stream=True)
+        assert streamed.status_code == 200, streamed.text
+        assert "event: message_stop" in streamed.text
+        assert streamed.headers["x-litellm-key-max-budget"] == "1.0"
+        whole = await post("/v1/messages", raw, max_tokens=8)
+        assert whole.status_code == 200, whole.text
+        assert whole.json()["type"] == "message"
+        assert float(whole.headers["x-litellm-response-cost"]) == 0.5
+        assert (await c.info(raw))["spend"] == 1.0
+
+        over = await post("/v1/messages", raw, max_tokens=8)
+        assert over.status_code == 422
+        assert anthropic_error(over)["message"].startswith("Budget has been exceeded!")
+        # count_tokens needs a valid key, and reserves nothing: it still answers.
+        counted = await post("/v1/messages/count_tokens", raw)
+        assert counted.status_code == 200, counted.text
+        assert counted.json()["input_tokens"] > 0
+        assert (await c.info(raw))["spend"] == 1.0
+
+        denied = await post("/v1/messages", raw, max_tokens=8, model="gpt")
+        assert denied.status_code == 403
+        assert anthropic_error(denied)["type"] == "permission_error"
+        for path in ("/v1/messages", "/v1/messages/count_tokens"):
+            unknown = await post(path, "sk-not-a-key-of-this-gateway", max_tokens=8)
+            assert unknown.status_code == 401
+            error = anthropic_error(unknown)
+            assert error["type"] == "authentication_error"
+            assert "sk-not-a-key-of-this-gateway" not in error["message"]

@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI"):
         pytest.fail(f"PostgreSQL tests must run in CI: {reason}")
     pytest.skip(reason)
 

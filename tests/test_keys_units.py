@@ -218,3 +218,18 @@ def test_a_budget_period_rolls_over_lazily_at_the_first_call_after_it() -> None:
         (datetime(2026, 3, 20, tzinfo=UTC).timestamp(), midnight)
     ]
     assert ledger.spend("key", "key-1") == 0.0
+
+
+def test_the_key_stores_password_is_masked_in_logged_tracebacks() -> None:
+    from feathergate.config import parse_config
+    from feathergate.lastresort import secrets_of
+
+    config = parse_config(
+        {
+            "model_list": [],
+            "general_settings": {"database_url": "postgresql://fg:s3cret-db-pass@db/fg"},
+        },
+        {},
+    )
+    assert "s3cret-db-pass" in secrets_of(config)
+    assert "s3cret-db-pass" not in repr(config)

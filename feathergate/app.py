@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, request
@@ -19,10 +19,14 @@ from feathergate import metrics
 from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
-from feathergate.gateway import Gateway, Runtime, check_credentials
+from feathergate.gateway import REQUEST_ID, Gateway, Runtime, check_credentials
+from feathergate.health.report import health_report
 from feathergate.keys.admin import admin_blueprint
 from feathergate.lastresort import internal_error
 from feathergate.typing import ASGIApp
+
+if TYPE_CHECKING:
+    from feathergate.observability.tracing import Tracing
 
 __all__ = ["create_app"]
 
@@ -39,8 +43,13 @@ def _metrics_payload() -> bytes:
     return generate_latest()
 
 
+def _request_id() -> str | None:
+    found = request.scope.get(REQUEST_ID)
+    return found if isinstance(found, str) else None
+
+
 def _error(err: GatewayError) -> Response:
-    status, headers, body = error_response(err)
+    status, headers, body = error_response(err, _request_id())
     response = Response(body, status=status, content_type="application/json")
     for name, value in headers[2:]:
         response.headers[name.decode()] = value.decode()
@@ -87,15 +96,22 @@ def build_quart(runtime: Runtime) -> Quart:
                 return _error(err)
         return None
 
-    owners: dict[str, str] = {}
-    for dep in runtime.config.deployments:
-        owners.setdefault(dep.model_name, dep.provider)
-
     def cards() -> list[dict[str, Any]]:
-        return [
+        owners: dict[str, str] = {}
+        modes: dict[str, str] = {}  # model_info.mode, listed as LiteLLM lists it
+        for dep in runtime.config.deployments:  # the current config's, after a reload too
+            owners.setdefault(dep.model_name, dep.provider)
+            mode = dep.model_info.get("mode")
+            if isinstance(mode, str) and mode.strip():
+                modes.setdefault(dep.model_name, mode)
+        cards = [
             _model_card(name, owners.get(name, "feathergate"))
             for name in runtime.router.model_names
         ]
+        for card in cards:
+            if card["id"] in modes:
+                card["mode"] = modes[card["id"]]
+        return cards
 
     @app.get("/v1/models")
     @app.get("/models")
@@ -112,15 +128,10 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        deployments = runtime.config.deployments
-        return {
-            "status": "healthy",
-            "models": len(runtime.router.model_names),
-            "deployments": len(deployments),
-            "unavailable": sorted(
-                {d.model_name for d in deployments if d.unavailable or d.missing_var}
-            ),
-        }
+        gen = runtime.current
+        return health_report(
+            gen.config, gen.router.snapshot(), runtime.checks, generation=gen.number
+        )
 
     @app.get("/health/liveliness")
     @app.get("/health/liveness")
@@ -129,7 +140,7 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.get("/health/readiness")
     async def readiness() -> Any:
-        if runtime.draining or runtime.pool is None:
+        if runtime.draining or not runtime.opened:
             return {"status": "draining"}, 503
         return {"status": "ready", "inflight": len(runtime.drain)}
 
@@ -147,14 +158,15 @@ def build_quart(runtime: Runtime) -> Quart:
     # Quart picks the most specific handler, so HTTPException keeps the one above.
     @app.errorhandler(Exception)
     async def last_resort(exc: Exception) -> Response:
-        return _error(internal_error(exc, request.path, runtime.secrets))
+        return _error(internal_error(exc, request.path, runtime.secrets, _request_id()))
 
     app.register_blueprint(admin_blueprint(lambda: runtime.keys))
     return app
 
 
-def create_app(config: Config) -> Gateway:
-    runtime = Runtime(config)
+def create_app(config: Config, tracing: Tracing | None = None) -> Gateway:
+    """``tracing``: spans go there instead of where the ``OTEL_*`` variables say."""
+    runtime = Runtime(config, tracing)
     # Quart types its ASGI messages as hypercorn's TypedDicts; ours are plain dicts.
     quart = cast(ASGIApp, build_quart(runtime))
     # Quart answers some requests before their body is in: see early_response.

@@ -26,6 +26,8 @@ from feathergate.envelopes import ANTHROPIC, OPENAI, ErrorEnvelope
 from feathergate.ingress import Ingress
 from feathergate.ingress.anthropic.request import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from feathergate.ingress.openai_chat import OPENAI_CHAT
+from feathergate.ingress.openai_completions import OPENAI_COMPLETIONS
+from feathergate.ingress.openai_embeddings import OPENAI_EMBEDDINGS
 from feathergate.operations.base import Operation
 
 __all__ = ["ENDPOINTS", "ROUTES", "Endpoint"]
@@ -41,8 +43,12 @@ class Endpoint:
     # Anthropic's SDKs send the key as x-api-key (ANTHROPIC_API_KEY) or as a
     # bearer token (ANTHROPIC_AUTH_TOKEN); OpenAI's only as a bearer token.
     api_key_header: bool = False
-    # Whether the request's size counts towards a deployment's tpm estimate.
+    # Whether the request's size counts towards a deployment's tpm estimate
+    # (and a virtual key's spend: an unmetered row is free to keys).
     metered: bool = True
+    # Whether the call generates tokens: a virtual key's budget reserves for
+    # them. Embeddings do not; they are priced per input token alone.
+    generates: bool = True
     _loaded: dict[str, Operation] = field(default_factory=dict, compare=False, repr=False)
 
     def operation(self, adapter: str) -> Operation:
@@ -89,6 +95,32 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         envelope=ANTHROPIC,
         api_key_header=True,
         metered=False,
+    ),
+    Endpoint(
+        "embeddings",
+        paths=("/v1/embeddings", "/embeddings"),
+        ingress=OPENAI_EMBEDDINGS,
+        operations={
+            "openai": "feathergate.operations.embeddings:passthrough",  # model renamed
+            "azure": "feathergate.operations.embeddings:passthrough",
+            "gemini": "feathergate.providers.gemini.embeddings:embeddings",  # fans out
+            "mock": "feathergate.operations.embeddings:mock",
+            "*": "feathergate.operations.unsupported:embeddings",  # a 400
+        },
+        envelope=OPENAI,
+        generates=False,
+    ),
+    Endpoint(
+        "completions",
+        paths=("/v1/completions", "/completions"),
+        ingress=OPENAI_COMPLETIONS,
+        operations={
+            "openai": "feathergate.operations.completions:passthrough",  # model renamed
+            "azure": "feathergate.operations.completions:passthrough",
+            "mock": "feathergate.operations.completions:mock",
+            "*": "feathergate.operations.unsupported:completions",  # a 400
+        },
+        envelope=OPENAI,
     ),
 )
 # fmt: on

@@ -37,11 +37,13 @@ Headers = list[tuple[bytes, bytes]]
 
 
 class ErrorEnvelope(Protocol):
-    def response(self, err: GatewayError) -> tuple[int, Headers, bytes]:
+    def response(
+        self, err: GatewayError, request_id: str | None = None
+    ) -> tuple[int, Headers, bytes]:
         """Status, headers (content type and length first) and body of an error reply."""
         ...
 
-    def event(self, err: GatewayError) -> bytes:
+    def event(self, err: GatewayError, request_id: str | None = None) -> bytes:
         """``err`` as the last event of a stream that already started."""
         ...
 
@@ -49,11 +51,13 @@ class ErrorEnvelope(Protocol):
 class OpenAIEnvelope:
     """PROTOCOLS.md §1.4 and §1.3 rule 6; the openai SDK raises on both."""
 
-    def response(self, err: GatewayError) -> tuple[int, Headers, bytes]:
-        return error_response(err)
+    def response(
+        self, err: GatewayError, request_id: str | None = None
+    ) -> tuple[int, Headers, bytes]:
+        return error_response(err, request_id)
 
-    def event(self, err: GatewayError) -> bytes:
-        return error_event(err)
+    def event(self, err: GatewayError, request_id: str | None = None) -> bytes:
+        return error_event(err, request_id)
 
 
 # HTTP status -> Anthropic error.type (INGRESS.md §4.5, PROTOCOLS.md §2.5).
@@ -76,9 +80,12 @@ def anthropic_error_type(status: int) -> str:
     return _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
-def _anthropic_body(err: GatewayError) -> dict[str, Any]:
+def _anthropic_body(err: GatewayError, request_id: str | None) -> dict[str, Any]:
     error = {"type": anthropic_error_type(err.http_status), "message": err.message}
-    return {"type": "error", "error": error}
+    body: dict[str, Any] = {"type": "error", "error": error}
+    if request_id is not None:
+        body["request_id"] = request_id  # where Anthropic's own errors carry theirs
+    return body
 
 
 class AnthropicEnvelope:
@@ -88,8 +95,10 @@ class AnthropicEnvelope:
     name and silently drops a frame without one, error frames included.
     """
 
-    def response(self, err: GatewayError) -> tuple[int, Headers, bytes]:
-        body = json.dumps(_anthropic_body(err)).encode()
+    def response(
+        self, err: GatewayError, request_id: str | None = None
+    ) -> tuple[int, Headers, bytes]:
+        body = json.dumps(_anthropic_body(err, request_id)).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -97,8 +106,9 @@ class AnthropicEnvelope:
         ]
         return err.http_status, headers, body
 
-    def event(self, err: GatewayError) -> bytes:
-        return b"event: error\ndata: " + json.dumps(_anthropic_body(err)).encode() + b"\n\n"
+    def event(self, err: GatewayError, request_id: str | None = None) -> bytes:
+        data = json.dumps(_anthropic_body(err, request_id)).encode()
+        return b"event: error\ndata: " + data + b"\n\n"
 
 
 OPENAI = OpenAIEnvelope()

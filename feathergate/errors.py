@@ -231,8 +231,9 @@ class InternalError(GatewayError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         # The same input meets the same bug: the SDKs' two automatic retries
-        # would triple its cost and never succeed.
-        return [(b"x-request-id", self.request_id.encode()), (b"x-should-retry", b"false")]
+        # would triple its cost and never succeed. (x-request-id is on every
+        # response already: see feathergate.gateway.)
+        return [(b"x-should-retry", b"false")]
 
 
 class ProviderUnsupported(GatewayError):
@@ -457,8 +458,13 @@ def type_for_status(status: int) -> str:
     return _STATUS_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
-def error_body(err: GatewayError) -> dict[str, Any]:
-    return {
+def error_body(err: GatewayError, request_id: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape; the request id beside ``error``, where Anthropic puts its own.
+
+    Beside, not inside: the ``error`` object keeps OpenAI's four members, and
+    the SDKs read the id from the ``x-request-id`` header anyway.
+    """
+    body: dict[str, Any] = {
         "error": {
             "message": err.message,
             "type": err.error_type,
@@ -466,11 +472,16 @@ def error_body(err: GatewayError) -> dict[str, Any]:
             "code": err.error_code,
         }
     }
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
 
 
-def error_response(err: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def error_response(
+    err: GatewayError, request_id: str | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and JSON body of ``err`` in OpenAI's error shape."""
-    body = json.dumps(error_body(err)).encode()
+    body = json.dumps(error_body(err, request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -479,6 +490,6 @@ def error_response(err: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], b
     return err.http_status, headers, body
 
 
-def error_event(err: GatewayError) -> bytes:
+def error_event(err: GatewayError, request_id: str | None = None) -> bytes:
     """``err`` as one SSE event; the openai SDK raises ``APIError`` on it."""
-    return b"data: " + json.dumps(error_body(err)).encode() + b"\n\n"
+    return b"data: " + json.dumps(error_body(err, request_id)).encode() + b"\n\n"

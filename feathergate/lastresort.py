@@ -40,9 +40,11 @@ def secrets_of(config: Config) -> tuple[str, ...]:
     return tuple(sorted((k for k in keys if k and len(k) >= _MIN_SECRET), key=len, reverse=True))
 
 
-def internal_error(exc: BaseException, route: str, secrets: Iterable[str]) -> InternalError:
-    """Log ``exc`` once under a new request id; the error to answer with."""
-    request_id = new_request_id()
+def internal_error(
+    exc: BaseException, route: str, secrets: Iterable[str], request_id: str | None = None
+) -> InternalError:
+    """Log ``exc`` once under the request's id (a new one without); the error to answer with."""
+    request_id = request_id or new_request_id()
     text = "".join(traceback.format_exception(exc)).rstrip()
     for secret in secrets:
         text = text.replace(secret, "***")

@@ -15,6 +15,7 @@ __all__ = [
     "DEPLOYMENT_REQUESTS",
     "DISCONNECTS",
     "INFLIGHT",
+    "LOG_DROPPED",
     "REQUESTS",
     "REQUEST_LATENCY",
     "RETRIES",
@@ -116,3 +117,9 @@ def deployment_requests(model: str, deployment: str) -> Any:
 @cache
 def deployment_failures(model: str, deployment: str, status: int) -> Any:
     return DEPLOYMENT_FAILURES.labels(model, deployment, str(status))
+
+
+LOG_DROPPED = Counter(
+    "feathergate_log_records_dropped",
+    "Log records dropped because the log writer was behind (a slow or stalled stdout/stderr)",
+)

@@ -108,8 +108,8 @@ class MockProvider(OpenAIProvider):
 
     name = "mock"
 
-    def url(self, ctx: CallContext) -> str:
-        return "http://mock.invalid/chat/completions"
+    def url(self, ctx: CallContext, path: str = "chat/completions") -> str:
+        return f"http://mock.invalid/{path}"
 
     def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
         return []

@@ -10,6 +10,11 @@ connections), and gives shutdown its two stages:
    and streams finish for ``shutdown_grace_period`` seconds;
 2. then, or at a second signal, the relays still running are ended with an
    SSE error event (a 503 where nothing was sent yet), and the process exits 0.
+
+SIGHUP reloads the config (:mod:`feathergate.reload`); with ``--workers N``
+the supervisor forwards it to every worker, and each reloads on its own.
+Until a worker's receiver is installed SIGHUP is ignored, so an early one
+cannot kill it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from dataclasses import dataclass, replace
 from functools import partial
@@ -37,8 +41,20 @@ from feathergate.app import create_app
 from feathergate.config import Config
 from feathergate.connection import ServerConfig
 from feathergate.gateway import Gateway
+from feathergate.health.checks import run_checks
+from feathergate.observability.logs import setup_logging
+from feathergate.reload import Loader, file_loader, watch_reloads
 
-__all__ = ["Bind", "listen_backlog", "make_sockets", "parse_bind", "per_worker", "run", "serve"]
+__all__ = [
+    "Bind",
+    "listen_backlog",
+    "make_sockets",
+    "parse_bind",
+    "per_worker",
+    "run",
+    "serve",
+    "setup_logging",
+]
 
 log = logging.getLogger("feathergate")
 
@@ -104,8 +120,8 @@ def make_sockets(bind: Bind, config: Config) -> Sockets:
 
 def hypercorn_config(config: Config) -> ServerConfig:
     hconfig = ServerConfig()
-    hconfig.accesslog = None
-    hconfig.errorlog = logging.getLogger("hypercorn.error")
+    hconfig.accesslog = None  # feathergate.access replaces it
+    hconfig.errorlog = logging.getLogger("hypercorn.error")  # through our handler, as JSON too
     hconfig.keep_alive_timeout = config.server.keep_alive_timeout
     hconfig.header_timeout = config.server.header_timeout
     hconfig.max_requests = None
@@ -123,9 +139,13 @@ async def serve(
     *,
     app: Gateway | None = None,
     shutdown_trigger: Any = None,
+    loader: Loader | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until a signal (or ``shutdown_trigger`` returns), then drain and return."""
+    """Serve until a signal (or ``shutdown_trigger`` returns), then drain and return.
+
+    SIGHUP reloads with ``loader``, by default the file ``config`` was read from.
+    """
     if app is None:
         app = create_app(config)
     runtime = app.runtime
@@ -178,16 +198,28 @@ async def serve(
             nursery.cancel_scope.cancel()  # every connection is done: stop the stages
 
         nursery.start_soon(stages)
+        await nursery.start(watch_reloads, runtime, _worker_loader(loader, config))
+        nursery.start_soon(run_checks, runtime)
         binds = await nursery.start(hypercorn)
         task_status.started(binds)
     log.info("stopped")
+
+
+def _worker_loader(loader: Loader | None, config: Config) -> Loader | None:
+    """The reload loader, applying the same per-worker split as at startup."""
+    base = loader or file_loader(config)
+    if base is None or config.workers <= 1:
+        return base
+    read = base
+    return lambda: per_worker(read(), config.workers, quiet=True)
 
 
 def _worker(config: Config, sockets: Sockets, log_level: str) -> None:
     # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
     # which forwards it once (a second signal would skip the grace period).
     os.setpgrp()
-    setup_logging(log_level)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve listens for it
+    setup_logging(log_level, config.observability.json_logs)
     try:
         trio.run(partial(serve, config, sockets))
     finally:
@@ -196,29 +228,17 @@ def _worker(config: Config, sockets: Sockets, log_level: str) -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: a hot-path cost, and URLs are not ours to log.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # coredis logs a traceback for some failed connects, at every attempt while
-    # Redis is away; feathergate.state reports each transition once instead.
-    logging.getLogger("coredis").setLevel(logging.CRITICAL)
-
-
-def per_worker(config: Config, workers: int) -> Config:
+def per_worker(config: Config, workers: int, *, quiet: bool = False) -> Config:
     """``config`` as each of ``workers`` processes applies it.
 
     Without shared state every process counts alone, so each gets ``1/N`` of
     every rpm/tpm limit (at least 1); with it, the processes count together
-    and only the fallback split needs ``N`` until Redis has been seen.
+    and only the fallback split needs ``N`` until Redis has been seen. A
+    reload applies it again (``quiet``: the startup warning is not repeated).
     """
     if workers <= 1:
         return config
+    config = replace(config, workers=workers)
     if config.shared_state.enabled:
         return replace(config, shared_state=replace(config.shared_state, processes=workers))
 
@@ -229,7 +249,7 @@ def per_worker(config: Config, workers: int) -> Config:
         replace(d, rpm=share(d.rpm), tpm=share(d.tpm)) if d.rpm or d.tpm else d
         for d in config.deployments
     )
-    if deployments != config.deployments:
+    if deployments != config.deployments and not quiet:
         log.warning(
             "no shared state (Redis) configured: each of the %d workers enforces 1/%d of every "
             "rpm/tpm limit; configure router_settings.redis_host to share exact limits",
@@ -246,6 +266,7 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
     at = Bind(bind.host, port)
     log.info("FeatherGate listening on http://%s (%d worker%s)", at, workers, "s" * (workers > 1))
     config = per_worker(config, workers)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve listens for it
     if workers <= 1:
         trio.run(partial(serve, config, sockets))
         return
@@ -268,6 +289,7 @@ def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # every worker reloads
     try:
         for process in processes:
             process.join()

@@ -7,6 +7,12 @@ prompt caching and signatures are checked against upstream. So the object is
 parsed member by member with the stdlib's C scanner, noting where each
 ``model`` value starts and ends, and the new value is spliced in there. It
 costs what ``json.loads`` costs.
+
+Given the bytes the text was decoded from (``source``), and when they are
+ASCII (so character and byte offsets agree: JSON encoders escape everything
+else by default), the result is cut from those bytes in one copy, instead of
+slicing, joining and re-encoding the text: for a 3 MB embeddings answer that
+is 0.05 ms instead of 2 ms.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Members", "parse_members", "splice"]
+__all__ = ["Members", "parse_members", "set_member", "splice"]
 
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -30,6 +36,7 @@ class Members:
     text: str
     value: Any  # a dict, unless the text was valid JSON of another type
     spans: tuple[tuple[int, int], ...]  # [start, end) of each occurrence of the key
+    source: bytes | None = None  # what ``text`` was decoded from, when ASCII
 
 
 def _skip(text: str, i: int) -> int:
@@ -37,12 +44,17 @@ def _skip(text: str, i: int) -> int:
     return match.end() if match is not None else i
 
 
-def parse_members(text: str, key: str) -> Members:
-    """Parse ``text`` (a JSON object); raises ``ValueError`` like ``json.loads``."""
+def parse_members(text: str, key: str, source: bytes | None = None) -> Members:
+    """Parse ``text`` (a JSON object); raises ``ValueError`` like ``json.loads``.
+
+    ``source``: the bytes ``text`` was decoded from, kept when they are ASCII.
+    """
+    if source is not None and not source.isascii():
+        source = None
     i = _skip(text, 0)
     if text[i : i + 1] != "{":
         other = json.loads(text)  # a valid non-object still parses, for the caller to refuse
-        return Members(text, other, ())
+        return Members(text, other, (), source)
     value: dict[str, Any] = {}
     spans: list[tuple[int, int]] = []
     i = _skip(text, i + 1)
@@ -74,13 +86,37 @@ def parse_members(text: str, key: str) -> Members:
             raise ValueError(f"expected ',' or '}}' at character {i}")
     if _skip(text, i) != len(text):
         raise ValueError(f"extra data at character {i}")
-    return Members(text, value, tuple(spans))
+    return Members(text, value, tuple(spans), source)
 
 
 def splice(members: Members, replacement: Any) -> bytes:
     """The text with every value of the key replaced by ``replacement``, as UTF-8."""
-    text = members.text
     encoded = json.dumps(replacement)
+    source = members.source
+    if source is not None:
+        view, value = memoryview(source), encoded.encode()
+        parts: list[bytes | memoryview] = []
+        at = 0
+        for start, end in members.spans:
+            parts += (view[at:start], value)
+            at = end
+        parts.append(view[at:])
+        return b"".join(parts)
+    text = members.text
     for start, end in reversed(members.spans):
         text = text[:start] + encoded + text[end:]
     return text.encode()
+
+
+def set_member(members: Members, key: str, replacement: Any) -> bytes:
+    """:func:`splice`, or, when the object has no ``key`` (a member the
+    upstream left out), the object with ``key`` added first."""
+    if members.spans:
+        return splice(members, replacement)
+    text = members.text
+    start = _skip(text, 0) + 1  # after the "{"
+    comma = "" if text[_skip(text, start) : _skip(text, start) + 1] == "}" else ","
+    head = ("{" + json.dumps(key) + ":" + json.dumps(replacement) + comma).encode()
+    if members.source is not None:
+        return b"".join((head, memoryview(members.source)[start:]))
+    return head + text[start:].encode()

@@ -82,6 +82,16 @@ streams
     ``data: [DONE]``. Streams still open after a bound (40 s) are abandoned.
     The gateway's RSS is sampled every 100 ms (peak reported), and its CPU per
     stream is reported too.
+embeddings
+    The gateway's CPU per ``POST /v1/embeddings`` passthrough (base64, what the
+    ``openai`` SDK asks for) beside its CPU per non-streaming chat completion
+    of the same size: the chat request body is padded to the embeddings
+    request's byte count and its answer (``max_tokens``) to the embeddings
+    answer's, both measured on the fake upstream first. Two shapes: 64 inputs
+    of 1,536 dimensions (a 4 KB request, a 530 KB answer) and 2,048 inputs of
+    256 dimensions (the most OpenAI takes in one request: 122 KB, 2.9 MB). wrk at concurrency
+    16, warm-up first, as for cpu. The **ratio** embeddings / chat must not
+    exceed 1.
 rss
     VmRSS (``/proc/<pid>/status``, summed over the process tree) of a freshly
     started gateway: idle (1 s after its first ``/health`` 200, before any
@@ -106,6 +116,7 @@ startup
     RSS is the memory floor. Both run on the gateway's CPU.
 
 Targets (PASS/MISS in the table): CPU per non-streaming request <= 1.0 ms;
+CPU per embeddings passthrough <= CPU per chat passthrough of the same size;
 added latency p50 <= 1.0 ms and p99 <= 2.0 ms at concurrency 1; added TTFT
 (median) <= 1.5 ms; 1,000 concurrent streams all completed with RSS <= 150 MB;
 startup <= 1.2x the import floor; idle RSS <= floor RSS + 10 MB; RSS after
@@ -144,7 +155,7 @@ ROOT = HERE.parent
 LUA = HERE / "bench_post.lua"
 FAKE = HERE / "fake_upstream.py"
 
-SECTIONS = ("latency", "cpu", "ttft", "streams", "rss", "startup")
+SECTIONS = ("latency", "cpu", "embeddings", "ttft", "streams", "rss", "startup")
 CONCURRENCY = (1, 16, 64)
 CPU_JUDGED_AT = 16
 FLOOR_IMPORTS = "trio, hypercorn, quart_trio, httpx, yaml, prometheus_client, click"
@@ -158,6 +169,10 @@ REDIS_TARGETS: tuple[tuple[str, dict[str, int]], ...] = (
 REDIS_NAMES = frozenset(name for name, _ in REDIS_TARGETS)
 TTFT_MODEL = "bench-2ms"  # one token per 2 ms
 TTFT_TOKENS = 5
+EMBED_PATH = "/v1/embeddings"
+EMBED_MODEL = "bench-embed"
+PADDED_MODEL = "bench-padded"  # chat, its request and answer sized like an embeddings call
+EMBED_SHAPES = ((64, 1536), (2048, 256))  # (inputs, dimensions)
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -406,6 +421,10 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{CHAT_PATH}"
 
+    @property
+    def embeddings_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{EMBED_PATH}"
+
 
 @dataclass(frozen=True, slots=True)
 class GatewaySpec:
@@ -464,7 +483,7 @@ def write_config(
             "model_name": name,
             "litellm_params": {"model": f"openai/{name}", "api_base": upstream, "api_key": API_KEY},
         }
-        for name in (FAST_MODEL, TTFT_MODEL, stream_model)
+        for name in (FAST_MODEL, TTFT_MODEL, stream_model, EMBED_MODEL, PADDED_MODEL)
     ]
     models[0]["litellm_params"].update(limits or {})
     config: dict[str, Any] = {"model_list": models}
@@ -538,12 +557,16 @@ def wrk(
     concurrency: int,
     seconds: float,
     max_requests: int,
+    payload: bytes | None = None,
 ) -> Load:
-    """One wrk run: ``concurrency`` connections, at most ``seconds`` and ``max_requests``."""
+    """One wrk run: ``concurrency`` connections, at most ``seconds`` and ``max_requests``.
+
+    Every request POSTs ``payload`` (default: a 16-token chat completion).
+    """
     per_thread = max(1, math.ceil(max_requests / concurrency))
     env = {
         **os.environ,
-        "BENCH_BODY": body(FAST_MODEL).decode(),
+        "BENCH_BODY": (payload or body(FAST_MODEL)).decode(),
         "BENCH_REQUESTS": str(per_thread),
     }
     whole = max(1, round(seconds))  # wrk takes whole seconds
@@ -623,11 +646,18 @@ def busy_seconds(cpus: frozenset[int]) -> float:
 
 
 def measured_wrk(
-    ctx: Context, gateway: Gateway | None, url: str, concurrency: int, seconds: float
+    ctx: Context,
+    gateway: Gateway | None,
+    url: str,
+    concurrency: int,
+    seconds: float,
+    payload: bytes | None = None,
 ) -> Load:
     """A wrk run with the gateway's CPU time around it (when there is a gateway)."""
     meter = CPUMeter(gateway, ctx.layout) if gateway else None
-    load = wrk(ctx.procs, ctx.layout.load, url, concurrency, seconds, ctx.plan.max_requests)
+    load = wrk(
+        ctx.procs, ctx.layout.load, url, concurrency, seconds, ctx.plan.max_requests, payload
+    )
     if meter is not None and load.requests:
         spent, _, load.other_busy = meter.stop()
         load.cpu_ms_per_request = spent * 1000 / load.requests
@@ -674,6 +704,94 @@ def run_load(
         )
         results[c] = load
     return results
+
+
+@dataclass(slots=True)
+class EmbeddingsLevel:
+    inputs: int
+    dimensions: int
+    request_bytes: int  # both requests' bodies
+    response_bytes: int  # the embeddings answer's body (the chat answer's within a few bytes)
+    chat: Load
+    embeddings: Load
+
+    @property
+    def ratio(self) -> float:
+        chat, embed = self.chat.cpu_ms_per_request, self.embeddings.cpu_ms_per_request
+        return embed / chat if chat and embed is not None else math.nan
+
+
+def post_direct(port: int, path: str, payload: bytes) -> bytes:
+    """The body of one POST to the fake upstream, which answers with a content-length."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode() + payload)
+        data = b""
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    head_end = data.index(b"\r\n\r\n")
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"fake upstream answered {data[:head_end]!r}")
+    return data[head_end + 4 :]
+
+
+def embeddings_payload(inputs: int, dimensions: int) -> bytes:
+    texts = [f"passage {i}: the quick brown fox jumps over the lazy dog" for i in range(inputs)]
+    payload = {
+        "model": EMBED_MODEL,
+        "input": texts,
+        "encoding_format": "base64",
+        "dimensions": dimensions,
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def padded_chat_payload(request_bytes: int, tokens: int) -> bytes:
+    """A chat request of exactly ``request_bytes`` bytes asking for ``tokens`` tokens."""
+
+    def build(pad: int) -> bytes:
+        messages = [{"role": "user", "content": "x" * pad}]
+        payload = {"model": PADDED_MODEL, "messages": messages, "max_tokens": tokens}
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    return build(max(0, request_bytes - len(build(0))))
+
+
+def run_embeddings(ctx: Context, gateway: Gateway) -> list[EmbeddingsLevel]:
+    plan = ctx.plan
+    levels = []
+    for inputs, dimensions in EMBED_SHAPES:
+        embed = embeddings_payload(inputs, dimensions)
+        answer = len(post_direct(ctx.upstream_port, EMBED_PATH, embed))
+        # The fake's chat answer grows by 6 bytes a token ("token " each).
+        one = len(post_direct(ctx.upstream_port, CHAT_PATH, padded_chat_payload(0, 1)))
+        tokens = max(1, (answer - one) // 6 + 1)
+        chat = padded_chat_payload(len(embed), tokens)
+        loads = []
+        for url, payload in ((gateway.url, chat), (gateway.embeddings_url, embed)):
+            wrk(
+                ctx.procs,
+                ctx.layout.load,
+                url,
+                CPU_JUDGED_AT,
+                plan.warmup_seconds,
+                plan.max_requests,
+                payload,
+            )
+            loads.append(measured_wrk(ctx, gateway, url, CPU_JUDGED_AT, plan.load_seconds, payload))
+        level = EmbeddingsLevel(inputs, dimensions, len(embed), answer, *loads)
+        log(
+            f"{gateway.name:11} embeddings {inputs}x{dimensions} "
+            f"({level.request_bytes:,} B -> {answer:,} B): CPU "
+            f"{_num(level.embeddings.cpu_ms_per_request)} ms/req, chat of the same size "
+            f"{_num(level.chat.cpu_ms_per_request)} ms/req, errors "
+            f"{level.embeddings.errors}+{level.chat.errors}"
+        )
+        levels.append(level)
+    return levels
 
 
 @dataclass(slots=True)
@@ -892,6 +1010,7 @@ class Results:
     name: str
     command: str
     load: dict[int, Load] = field(default_factory=dict)
+    embeddings: list[EmbeddingsLevel] = field(default_factory=list)
     ttft: TTFT | None = None
     streams: Streams | None = None
     memory: Memory | None = None
@@ -916,6 +1035,9 @@ def measure_gateway(
         levels = CONCURRENCY if "latency" in ctx.sections else (CPU_JUDGED_AT,)
         with fresh(ctx, spec) as gateway:
             results.load = run_load(ctx, gateway, levels)
+    if "embeddings" in ctx.sections:
+        with fresh(ctx, spec) as gateway:
+            results.embeddings = run_embeddings(ctx, gateway)
     if "ttft" in ctx.sections:
         with fresh(ctx, spec) as gateway:
             results.ttft = run_ttft(ctx, gateway.port, spec.name)
@@ -954,6 +1076,18 @@ def checks(r: Results, direct: Results, floor: Floor | None) -> list[Check]:
         cpu = r.load[CPU_JUDGED_AT].cpu_ms_per_request or 0.0
         label = f"CPU per non-streaming request (c={CPU_JUDGED_AT})"
         out.append(Check("cpu_ms_per_request", label, cpu, "ms", "<= 1.0 ms", cpu <= 1.0))
+    for level in r.embeddings:
+        ratio = level.ratio
+        out.append(
+            Check(
+                f"embeddings_{level.inputs}_cpu_vs_chat",
+                f"embeddings {level.inputs}x{level.dimensions} CPU / chat of the same size",
+                ratio,
+                "x",
+                "<= 1.0x",
+                ratio <= 1.0,
+            )
+        )
     if 1 in r.load and 1 in direct.load:
         p50 = r.load[1].p50_ms - direct.load[1].p50_ms
         p99 = r.load[1].p99_ms - direct.load[1].p99_ms
@@ -1095,6 +1229,27 @@ def render(
                     f"p50 {r.load[1].p50_ms - direct.load[1].p50_ms:.3f} ms, "
                     f"p99 {r.load[1].p99_ms - direct.load[1].p99_ms:.3f} ms"
                 )
+
+    if any(r.embeddings for r in targets):
+        add("")
+        add(
+            f"Embeddings passthrough (base64) against a chat completion of the same size "
+            f"(wrk, c={CPU_JUDGED_AT}, {plan.load_seconds:g} s per run)"
+        )
+        add(
+            f"  {'shape':>10}  {'path':<24} {'request B':>9} {'answer B':>9} "
+            f"{'req/s':>7} {'p50 ms':>8} {'errors':>6} {'CPU ms/req':>10} {'ratio':>6}"
+        )
+        for r in targets:
+            for level in r.embeddings:
+                shape = f"{level.inputs}x{level.dimensions}"
+                for kind, x in (("chat", level.chat), ("embeddings", level.embeddings)):
+                    ratio = f"{level.ratio:.2f}x" if kind == "embeddings" else ""
+                    add(
+                        f"  {shape:>10}  {r.name + ' ' + kind:<24} {level.request_bytes:>9,} "
+                        f"{level.response_bytes:>9,} {x.rps:>7,.0f} {x.p50_ms:>8.3f} "
+                        f"{x.errors:>6} {_num(x.cpu_ms_per_request):>10} {ratio:>6}"
+                    )
 
     if any(r.ttft for r in paths):
         add("")
@@ -1271,6 +1426,8 @@ def to_json(
         out: dict[str, Any] = {"command": r.command}
         if r.load:
             out["load"] = {str(c): asdict(x) for c, x in r.load.items()}
+        if r.embeddings:
+            out["embeddings"] = [{**asdict(x), "ratio": x.ratio} for x in r.embeddings]
         for name in ("ttft", "streams", "memory", "startup"):
             value = getattr(r, name)
             if value is not None:
@@ -1441,7 +1598,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measured(r: Results) -> bool:
-    return bool(r.load or r.ttft or r.streams or r.memory or r.startup)
+    return bool(r.load or r.embeddings or r.ttft or r.streams or r.memory or r.startup)
 
 
 def measure_all(

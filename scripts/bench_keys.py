@@ -13,6 +13,7 @@ from feathergate.config import parse_config
 from feathergate.keys.records import KeyRecord
 from feathergate.keys.tokens import generate_key, hash_key, key_name
 from feathergate.keys.wiring import build_key_service
+from feathergate.providers.base import Usage
 
 
 async def main():
@@ -46,7 +47,7 @@ async def main():
         )
         headers = [(b"authorization", b"Bearer " + raw.encode())]
         p = await svc.identify(headers)
-        usage = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+        usage = Usage(9, 4)
         N = 20000
         t0 = time.process_time()
         for _ in range(N):

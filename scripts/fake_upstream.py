@@ -3,7 +3,9 @@
 It answers ``POST .../chat/completions`` (any prefix) with a valid OpenAI
 ``chat.completion`` JSON body, or, when the request says ``"stream": true``,
 with an SSE stream of ``chat.completion.chunk`` events ending in
-``data: [DONE]``. ``GET`` on any path answers ``{"status":"ok"}``.
+``data: [DONE]``. ``POST .../embeddings`` gets one vector per input
+(``dimensions``, default 1536), as base64 float32s or as floats, whichever
+``encoding_format`` asks for. ``GET`` on any path answers ``{"status":"ok"}``.
 
 The stream's shape comes from the request, so that one fake serves every
 benchmark and any gateway in front of it passes the shape through untouched:
@@ -30,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import re
 import signal
+import struct
 import sys
 import time
 
@@ -88,6 +92,18 @@ def completion_body(model: str, tokens: int) -> bytes:
     ).encode()
 
 
+def embeddings_body(model: str, inputs: int, dimensions: int, as_base64: bool) -> bytes:
+    """An OpenAI embeddings list: ``inputs`` copies of one ``dimensions``-long vector."""
+    values = [((i * 7919) % 1000) / 1000 - 0.5 for i in range(dimensions)]
+    vector: object = values
+    if as_base64:
+        vector = base64.b64encode(struct.pack(f"<{dimensions}f", *values)).decode()
+    data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(inputs)]
+    usage = {"prompt_tokens": 8 * inputs, "total_tokens": 8 * inputs}
+    document = {"object": "list", "data": data, "model": model, "usage": usage}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 class StreamShape:
     """The prebuilt events of one stream: role chunk, one token event, finish chunk."""
 
@@ -118,6 +134,7 @@ class Upstream:
         self.default_tokens = default_tokens
         self._json: dict[tuple[bytes, int], bytes] = {}
         self._shapes: dict[bytes, StreamShape] = {}
+        self._embeddings: dict[tuple[bytes, int, int, bool], bytes] = {}
 
     def json_response(self, model: bytes, tokens: int) -> bytes:
         key = (model, tokens)
@@ -125,6 +142,19 @@ class Upstream:
         if response is None:
             body = completion_body(model.decode(), tokens)
             response = self._json[key] = (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        return response
+
+    def embeddings_response(
+        self, model: bytes, inputs: int, dimensions: int, as_base64: bool
+    ) -> bytes:
+        key = (model, inputs, dimensions, as_base64)
+        response = self._embeddings.get(key)
+        if response is None:
+            body = embeddings_body(model.decode(), inputs, dimensions, as_base64)
+            response = self._embeddings[key] = (
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n%s" % (len(body), body)
             )
@@ -194,7 +224,11 @@ class Connection(asyncio.Protocol):
             return
         line_end = head.find(b"\r\n")
         target = head[: line_end if line_end >= 0 else None].split(b" ")
-        if len(target) < 2 or not target[1].split(b"?")[0].endswith(b"/chat/completions"):
+        path = target[1].split(b"?")[0] if len(target) >= 2 else b""
+        if path.endswith(b"/embeddings"):
+            self._embed(body, transport)
+            return
+        if not path.endswith(b"/chat/completions"):
             transport.write(_NOT_FOUND)
             return
         try:
@@ -219,6 +253,20 @@ class Connection(asyncio.Protocol):
         self.streaming = True
         loop = asyncio.get_running_loop()
         self._tick(loop, shape, loop.time(), interval, 1, tokens)
+
+    def _embed(self, body: bytes, transport: asyncio.Transport) -> None:
+        try:
+            request = json.loads(body)
+            model = str(request.get("model") or "fake").encode()
+            raw = request["input"]
+            inputs = 1 if isinstance(raw, str) or isinstance(raw[0], int) else len(raw)
+            dimensions = int(request.get("dimensions") or 1536)
+            as_base64 = request.get("encoding_format") == "base64"
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+            transport.write(_BAD)
+            transport.close()
+            return
+        transport.write(self.upstream.embeddings_response(model, inputs, dimensions, as_base64))
 
     def _tick(
         self,

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/overhead.py                     # chat, JSON and stream
     .venv/bin/python scripts/overhead.py --endpoint messages
+    .venv/bin/python scripts/overhead.py --access-log text   # or json: the access log's cost
     PYTHONPATH=/path/to/other/tree .venv/bin/python scripts/overhead.py   # A/B two trees
 
 The ASGI app is called directly with an in-memory request, so what is
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import time
 from typing import Any
@@ -26,6 +28,7 @@ import trio
 
 from feathergate.app import create_app
 from feathergate.config import parse_config
+from feathergate.observability.logs import setup_logging
 
 ENDPOINTS: dict[str, tuple[str, dict[str, Any]]] = {
     "chat": ("/v1/chat/completions", {}),
@@ -98,4 +101,8 @@ async def main(endpoint: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="chat")
-    trio.run(main, parser.parse_args().endpoint)
+    parser.add_argument("--access-log", choices=["text", "json"], help="log every request")
+    args = parser.parse_args()
+    if args.access_log is not None:  # the real handler and writer thread, writing to /dev/null
+        setup_logging("info", args.access_log == "json", open(os.devnull, "w"))  # noqa: SIM115
+    trio.run(main, args.endpoint)

@@ -342,7 +342,10 @@ async def test_slow_uploads_are_bounded_by_body_timeout_only(
 
     upstream.behaviour = Behaviour(Mode.JSON)
     cfg = config(upstream.url, settings={"body_timeout": body_timeout})
-    payload = json.dumps({"model": "m", "messages": MESSAGES}).encode()
+    # At 16 bytes every 0.1 s the body takes about 2 s whatever MESSAGES holds:
+    # far past 0.3 s (a body that came whole inside it would make the 408 a race)
+    # and well inside 5 s.
+    payload = json.dumps({"model": "m", "messages": MESSAGES, "user": "u" * 256}).encode()
     async with gateway(cfg) as (_, port):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(

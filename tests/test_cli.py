@@ -49,10 +49,41 @@ def test_check_prints_the_table_without_keys(tmp_path: Path) -> None:
 
 def test_check_exits_2_on_an_invalid_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: foo/y}\n")
+    config.write_text(
+        "model_list:\n  - model_name: x\n    litellm_params: {model: openai/y, rpm: lots}\n"
+    )
     result = CliRunner().invoke(main, ["check", "--config", str(config)])
     assert result.exit_code == 2
-    assert "model_list[0].litellm_params.model: unknown provider 'foo'" in result.output
+    assert "model_list[0].litellm_params.rpm: expected a number" in result.output
+
+
+UNSERVABLE = (
+    "model_list:\n"
+    "  - model_name: ok\n    litellm_params: {model: openai/y, api_key: k}\n"
+    "  - model_name: typo\n    litellm_params: {model: opnai/y}\n"
+    "  - model_name: elsewhere\n    litellm_params: {model: bedrock/claude}\n"
+)
+
+
+def test_check_lists_models_it_cannot_serve_and_strict_makes_them_fatal(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(UNSERVABLE)
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning: model_list[") == 2
+    assert "model_list[1].litellm_params.model: unknown provider 'opnai'" in result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["typo", "opnai", "y", "(default)", "unavailable", "unpriced"] in rows
+    assert ["elsewhere", "bedrock", "claude", "(default)", "unavailable", "unpriced"] in rows
+    assert "typo: unknown provider 'opnai'" in result.stdout
+    assert "elsewhere: provider 'bedrock' is not supported by FeatherGate yet" in result.stdout
+
+    strict = CliRunner().invoke(main, ["check", "--strict", "--config", str(config)])
+    assert strict.exit_code == 2
+    assert "--strict: 2 models cannot be served" in strict.stderr
+    assert "typo: unknown provider 'opnai'" in strict.stdout
 
 
 def test_config_path_comes_from_the_environment(tmp_path: Path) -> None:

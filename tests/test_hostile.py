@@ -109,7 +109,8 @@ def http(served: Served) -> Iterator[httpx.Client]:
 
 def assert_error_shape(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "request_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
     error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert isinstance(error["message"], str)
@@ -410,7 +411,7 @@ def check_answer(response: httpx.Response, stream: bool) -> None:
     for data in events[:-1]:
         assert json.loads(data)["object"] == "chat.completion.chunk"
     last = events[-1]
-    assert last == "[DONE]" or set(json.loads(last)) == {"error"}
+    assert last == "[DONE]" or set(json.loads(last)) == {"error", "request_id"}
 
 
 @settings(

@@ -72,7 +72,7 @@ def request_head(path: str, headers: str) -> bytes:
 @pytest.mark.parametrize(
     ("path", "headers", "status", "announced"),
     [
-        ("/v1/completions", AUTHORIZED, b"404", True),  # Quart: no such route
+        ("/v1/no-such-route", AUTHORIZED, b"404", True),  # Quart: no such route
         ("/v1/models", AUTHORIZED, b"405", True),  # Quart: GET only
         ("/v1/models", WRONG_KEY, b"401", True),  # Quart: before_request
         ("/v1/chat/completions", WRONG_KEY, b"401", False),  # the raw route: not wrapped
@@ -102,7 +102,9 @@ async def test_an_answer_without_the_body_closes_the_connection(
             assert (await client.get("/health")).status_code == 200
 
 
-@pytest.mark.parametrize(("path", "status"), [("/v1/completions", b"404"), ("/v1/models", b"405")])
+@pytest.mark.parametrize(
+    ("path", "status"), [("/v1/no-such-route", b"404"), ("/v1/models", b"405")]
+)
 async def test_a_body_that_follows_its_head_keeps_the_connection(path: str, status: bytes) -> None:
     """The body arrives once the answer is ready: the answer waits, the connection lives on."""
     async with run_gateway(config()) as base:
@@ -124,7 +126,7 @@ def post_in_a_loop(url: str, count: int) -> list[int]:
     statuses = []
     with httpx.Client(base_url=url, timeout=httpx.Timeout(5.0)) as client:
         for i in range(count):
-            path = "/v1/models" if i % 4 == 3 else "/v1/completions"
+            path = "/v1/models" if i % 4 == 3 else "/v1/no-such-route"
             statuses.append(client.post(path, content=BODY).status_code)
     return statuses
 

@@ -48,6 +48,8 @@ def config_for(upstream: str, db_url: str, **litellm: Any) -> Config:
             model("gpt", {}),  # priced from the shipped table (gpt-4o)
             model("eighth", {"input_cost_per_token": 0, "output_cost_per_token": EIGHTH}),
             model("free", {"input_cost_per_token": 0, "output_cost_per_token": 0}),
+            # Embeddings are priced per input token; the output price never applies.
+            model("embed", {"input_cost_per_token": EIGHTH, "output_cost_per_token": 1}),
         ],
         "general_settings": {"master_key": MASTER, "database_url": db_url},
         "litellm_settings": litellm,
@@ -117,7 +119,8 @@ async def gateway(config: Config) -> AsyncIterator[Client]:
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "request_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
     error = dict(body["error"])
     assert set(error) == {"message", "type", "param", "code"}
     assert "{'" not in error["message"]  # plain sentences, never a dict repr
@@ -530,9 +533,56 @@ async def test_store_outage(
         assert (await c.chat(unseen)).status_code == 200
 
 
+async def test_embeddings_and_completions_take_virtual_keys(
+    fake: tuple[SignallingOpenAI, str], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, upstream = fake
+    caplog.set_level(logging.INFO, logger="feathergate.access")
+    async with gateway(config_for(upstream, db_url)) as c:
+        raw = await c.new_key(key_alias="bob", models=["embed", "gpt"], max_budget=1)
+        other = await c.new_key(models=["gpt"])
+        mine = {"Authorization": f"Bearer {raw}"}
+
+        async def post(path: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+            return await c.http.post(f"{c.base}{path}", json=body, headers=headers)
+
+        embedding = {"model": "embed", "input": ["one two three", "four"]}
+        embedded = await post("/v1/embeddings", embedding, mine)
+        assert embedded.status_code == 200, embedded.text
+        tokens = embedded.json()["usage"]["prompt_tokens"]
+        assert tokens > 0
+        embed_cost = float(embedded.headers["x-litellm-response-cost"])
+        assert embed_cost == tokens * EIGHTH
+        completion = {"model": "gpt", "prompt": "hi", "max_tokens": 4}
+        completed = await post("/v1/completions", completion, mine)
+        assert completed.status_code == 200, completed.text
+        text_cost = float(completed.headers["x-litellm-response-cost"])
+        assert text_cost == pytest.approx(9 * 2.5e-6 + 4 * 10e-6)
+        assert (await c.info(raw))["spend"] == pytest.approx(embed_cost + text_cost)
+
+        for path, body in (("/v1/embeddings", embedding), ("/v1/completions", completion)):
+            nobody = await post(path, body, {})
+            assert nobody.status_code == 401, path
+            assert error_of(nobody)["message"] == "Authentication Error, No api key passed in."
+        denied = await post("/v1/embeddings", embedding, {"Authorization": f"Bearer {other}"})
+        assert denied.status_code == 403
+        assert error_of(denied)["type"] == "key_model_access_denied"
+
+    # The access log names the key by its alias (or sk-...last4), never the key, with the cost.
+    lines = [r.getMessage() for r in caplog.records if r.name == "feathergate.access"]
+    embeds = [line for line in lines if '"POST /v1/embeddings" 200' in line]
+    assert len(embeds) == 1
+    assert f"cost={embed_cost} key=bob " in embeds[0]
+    refused = [line for line in lines if '"POST /v1/embeddings" 403' in line]
+    assert len(refused) == 1
+    assert f"key={key_name(other)} " in refused[0]
+    assert not any(raw in line or other in line for line in lines)
+
+
 def anthropic_error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
-    assert set(body) == {"type", "error"}
+    assert set(body) == {"type", "error", "request_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
     assert body["type"] == "error"
     assert set(body["error"]) == {"type", "message"}
     return dict(body["error"])

@@ -7,11 +7,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from feathergate.endpoints import ROUTES
 from feathergate.keys.budgets import BudgetLimit, MemoryLedger, Refusal, Reservation
 from feathergate.keys.durations import Duration, add_duration, next_reset, parse_duration
-from feathergate.keys.pricing import Price, Usage, cost, load_table, price_for, usage_of
+from feathergate.keys.pricing import DEFAULT_MAX_OUTPUT, Price, cost, load_table, price_for
 from feathergate.keys.service import read_key
 from feathergate.keys.tokens import generate_key, hash_key, key_name, token_of
+from feathergate.providers.base import Usage, usage_of
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -115,13 +117,23 @@ def test_header_precedence_is_litellms() -> None:
 
 def test_cost_prices_cached_reasoning_and_cache_writes() -> None:
     price = Price(input=1e-6, output=4e-6, cache_read=0.1e-6, cache_write=1.25e-6)
-    usage = Usage(prompt=1000, completion=200, cached=600, cache_write=100, reasoning=50)
+    usage = Usage(input=1000, output=200, cached=600, cache_write=100, reasoning=50)
     expected = 300 * 1e-6 + 600 * 0.1e-6 + 100 * 1.25e-6 + 200 * 4e-6
     assert cost(price, usage) == pytest.approx(expected)
     with_reasoning = Price(input=1e-6, output=4e-6, reasoning=8e-6)
-    assert cost(with_reasoning, Usage(prompt=0, completion=200, reasoning=50)) == pytest.approx(
+    assert cost(with_reasoning, Usage(input=0, output=200, reasoning=50)) == pytest.approx(
         150 * 4e-6 + 50 * 8e-6
     )
+
+
+def test_embeddings_reserve_for_input_tokens_alone() -> None:
+    price = Price(input=0.125, output=1.0)
+    assert price.worst_case(8, 0) == 1.0  # the endpoint row generates nothing
+    assert price.worst_case(8, None) == 1.0 + DEFAULT_MAX_OUTPUT
+    assert price.worst_case(8, 2) == 3.0
+    assert not ROUTES["/v1/embeddings"].generates
+    assert ROUTES["/v1/completions"].generates
+    assert ROUTES["/v1/chat/completions"].generates
 
 
 def test_usage_of_reads_openai_usage_details() -> None:
@@ -133,8 +145,10 @@ def test_usage_of_reads_openai_usage_details() -> None:
             "completion_tokens_details": {"reasoning_tokens": 3},
         }
     )
-    assert usage == Usage(prompt=10, completion=5, cached=4, cache_write=2, reasoning=3)
+    assert usage == Usage(input=10, output=5, cached=4, cache_write=2, reasoning=3)
     assert usage_of(None) is None
+    # A negative count (a broken upstream) bills nothing rather than paying back.
+    assert usage_of({"prompt_tokens": -5, "completion_tokens": 2}) == Usage(0, 2)
 
 
 def test_price_table_and_model_info_override() -> None:

@@ -19,6 +19,8 @@ from tests.conftest import gateway_config, run_gateway
 KEY = "sk-master-0123456789"
 NON_ASCII = "sk-master-clé-ключ-✓"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+EMBED = {"model": "m", "input": "hi"}
+COMPLETE = {"model": "m", "prompt": "hi"}
 
 
 def bearer(key: bytes) -> dict[str, bytes]:
@@ -49,8 +51,12 @@ async def test_the_master_key_is_checked_alike_on_every_route(
             await http.post("/v1/chat/completions", json=CHAT, headers=authorization),
             await http.get("/v1/models", headers=authorization),
             await http.get("/v1/models/m", headers=authorization),
+            await http.post("/v1/embeddings", json=EMBED, headers=authorization),
+            await http.post("/embeddings", json=EMBED, headers=authorization),
+            await http.post("/v1/completions", json=COMPLETE, headers=authorization),
+            await http.post("/completions", json=COMPLETE, headers=authorization),
         ]
-        assert [a.status_code for a in answers] == [status] * 3
+        assert [a.status_code for a in answers] == [status] * 7
         if status == 401:
             for answer in answers:
                 assert answer.json()["error"]["type"] == "authentication_error"

@@ -123,7 +123,11 @@ async def test_an_error_event_from_anthropic_is_relayed_in_its_own_type(
     check_grammar(events, complete=False)
     assert events[-1] == (
         "error",
-        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": "Overloaded"},
+            "request_id": response.headers["x-request-id"],
+        },
     )
 
 

@@ -1,16 +1,18 @@
 """``model_list``: one :class:`Deployment` per entry.
 
-The provider comes from the ``model`` prefix (:mod:`feathergate.catalog`). A
-provider LiteLLM knows and FeatherGate does not speak yet loads with a
-warning and answers 501. A variable that is not set is a warning, and the
-deployment that needs it answers every request with an error naming it.
+The provider comes from the ``model`` prefix, or is inferred from a bare name
+(:mod:`feathergate.catalog`). A provider FeatherGate does not speak (one
+LiteLLM knows, or a prefix nobody knows) loads with a warning, and that model
+answers 501 naming it; ``feathergate check --strict`` makes it fatal. A
+variable that is not set is a warning, and the deployment that needs it
+answers every request with an error naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from feathergate.catalog import CATALOG, KNOWN_ELSEWHERE, ProviderInfo, split_model
@@ -76,8 +78,8 @@ def read_deployments(reader: Reader, raw: Any, inherited: Inherited) -> tuple[De
         return ()
     if not isinstance(raw, list):
         raise ConfigError("model_list", "expected a list of model entries")
-    deployments = tuple(
-        _deployment(reader, entry, f"model_list[{i}]", inherited) for i, entry in enumerate(raw)
+    deployments = _numbered(
+        [_deployment(reader, entry, f"model_list[{i}]", inherited) for i, entry in enumerate(raw)]
     )
     seen: set[str] = set()
     for dep in deployments:
@@ -97,7 +99,12 @@ def _deployment(reader: Reader, raw: Any, path: str, inherited: Inherited) -> De
     ppath = f"{path}.litellm_params"
     params = reader.mapping(entry.get("litellm_params"), ppath)
     reader.unknown(ppath, params, _PARAM_KEYS)
-    target = _target(reader, params.get("model"), ppath, name)
+    model = params.get("model")
+    if "litellm_params" not in entry:
+        # LiteLLM's own langfuse example lists a bare ``model_name: gpt-3.5-turbo``.
+        model = name
+        reader.warn(ppath, f"missing: the model is {name!r}, as model_name says")
+    target = _target(reader, model, ppath, name)
     mock = params.get("mock_response")
     if mock is not None and not isinstance(mock, str):
         raise ConfigError(f"{ppath}.mock_response", "expected a string")
@@ -116,7 +123,7 @@ def _deployment(reader: Reader, raw: Any, path: str, inherited: Inherited) -> De
         model=target.model,
         api_base=wire.api_base.rstrip("/") if wire.api_base else None,
         api_key=wire.api_key,
-        id=_identity(model_info, path, name, params["model"], wire.api_base),
+        id=_identity(model_info, path),
         api_version=wire.api_version,
         deadlines=read_deadlines(reader, params, ppath, deadlines),
         max_retries=reader.count(params.get("max_retries"), f"{ppath}.max_retries"),
@@ -154,14 +161,22 @@ def _target(reader: Reader, model: Any, ppath: str, name: str) -> _Target:
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{ppath}.model", "required: '<provider>/<model>'")
     provider, upstream_model = split_model(model)
-    info = CATALOG.get(provider)
+    info = CATALOG.get(provider) if provider is not None else None
     if info is not None:
-        return _Target(provider, upstream_model, info, None)
-    if provider not in KNOWN_ELSEWHERE:
-        raise ConfigError(f"{ppath}.model", f"unknown provider {provider!r}")
-    unavailable = f"provider {provider!r} is not supported by FeatherGate yet"
+        return _Target(provider or "", upstream_model, info, None)
+    # One warning, and this model alone answers an error naming the reason: a
+    # config written for LiteLLM keeps serving its other models.
+    if provider is None:
+        unavailable = (
+            f"no provider for {model!r}: write '<provider>/{model}' "
+            "(LiteLLM infers one only for well-known names such as gpt-*, claude-*)"
+        )
+    elif provider in KNOWN_ELSEWHERE:
+        unavailable = f"provider {provider!r} is not supported by FeatherGate yet"
+    else:
+        unavailable = f"unknown provider {provider!r}"
     reader.warn(f"{ppath}.model", f"{unavailable}; requests to {name!r} will fail")
-    return _Target(provider, upstream_model, None, unavailable)
+    return _Target(provider or "unknown", upstream_model, None, unavailable)
 
 
 def _url_part(
@@ -201,14 +216,31 @@ def _api_key(
     return Secret(None)
 
 
-def _identity(
-    model_info: Mapping[Any, Any], path: str, name: str, model: str, api_base: str | None
-) -> str:
+def _identity(model_info: Mapping[Any, Any], path: str) -> str:
+    """``model_info.id`` as written, else empty: :func:`_numbered` derives one."""
     dep_id = model_info.get("id")
     if dep_id is None:
-        # Stable across restarts; the path keeps identical entries apart.
-        digest = hashlib.sha256(f"{path}\0{name}\0{model}\0{api_base}".encode()).hexdigest()
-        return digest[:16]
+        return ""
     if isinstance(dep_id, bool) or not isinstance(dep_id, str | int):
         raise ConfigError(f"{path}.model_info.id", "expected a string")
     return str(dep_id)
+
+
+def _numbered(deployments: list[Deployment]) -> tuple[Deployment, ...]:
+    """Give each entry without ``model_info.id`` a stable one.
+
+    The hash covers what the entry calls (alias, upstream model, base URL) and
+    how many identical entries came before it, not its place in the list, so
+    an entry added or removed elsewhere leaves the others' ids, and with them
+    their router state across a reload, as they were.
+    """
+    seen: dict[tuple[str, str, str | None], int] = {}
+    numbered = []
+    for dep in deployments:
+        if not dep.id:
+            what = (dep.model_name, f"{dep.provider}/{dep.model}", dep.api_base)
+            nth = seen[what] = seen.get(what, -1) + 1
+            text = "\0".join([*map(str, what), str(nth)])
+            dep = replace(dep, id=hashlib.sha256(text.encode()).hexdigest()[:16])
+        numbered.append(dep)
+    return tuple(numbered)

@@ -25,6 +25,7 @@ __all__ = [
     "Deployment",
     "FallbackRule",
     "KeySettings",
+    "ObservabilitySettings",
     "RouterSettings",
     "Secret",
     "ServerSettings",
@@ -133,6 +134,16 @@ class ServerSettings:
     # Image URLs may reach these despite the address policy (feathergate.address_policy).
     image_url_allowed_hosts: tuple[str, ...] = ()
     image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # LiteLLM's general_settings: check every deployment in the background.
+    background_health_checks: bool = False
+    health_check_interval: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    json_logs: bool = False  # litellm_settings.json_logs; --log-format json wins
+    access_log: bool = True  # feathergate_settings.access_log
+    otel: bool = False  # "otel" in litellm_settings.callbacks (or OTEL_EXPORTER_OTLP_ENDPOINT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +170,10 @@ class Config:
     deployments: tuple[Deployment, ...]
     router: RouterSettings = RouterSettings()
     server: ServerSettings = ServerSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     drop_params: bool = False
     shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
     keys: KeySettings = field(default_factory=KeySettings)
+    workers: int = 1  # processes serving this config (set by server.per_worker)
     warnings: tuple[str, ...] = ()
     source: str = "<memory>"

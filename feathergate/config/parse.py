@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from feathergate.config import keys as key_settings
+from feathergate.config import observability
 from feathergate.config.deadlines import read_global_deadlines, read_provider_defaults
 from feathergate.config.deployments import Inherited, read_deployments
 from feathergate.config.keys import read_keys
@@ -39,6 +40,7 @@ _LITELLM_KEYS = {
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "default_fallbacks",
+    *observability.LITELLM_KEYS,
 }
 
 
@@ -83,7 +85,10 @@ def parse_config(
         GENERAL_KEYS | shared_state.GENERAL_KEYS | key_settings.GENERAL_KEYS,
     )
     ours = _section(
-        reader, root, "feathergate_settings", FEATHERGATE_KEYS | shared_state.FEATHERGATE_KEYS
+        reader,
+        root,
+        "feathergate_settings",
+        FEATHERGATE_KEYS | shared_state.FEATHERGATE_KEYS | observability.OURS,
     )
     shared, shared_warnings = shared_state.parse_shared_state(
         router, litellm, general, ours, reader.env
@@ -103,6 +108,7 @@ def parse_config(
         deployments=deployments,
         router=read_router(reader, router, litellm),
         server=server,
+        observability=observability.read_observability(reader, litellm, ours),
         keys=read_keys(reader, general, litellm, source, has_master_key=bool(server.master_key)),
         drop_params=drop_params,
         shared_state=shared,
@@ -122,6 +128,9 @@ def _section(
 def _export_environment(reader: Reader, raw: Any) -> None:
     # LiteLLM exports these before reading the rest; the process's own env wins.
     for key, value in reader.mapping(raw, "environment_variables").items():
+        if value is None:  # `REDIS_PASSWORD:` with nothing after it (load_balancer.yaml)
+            reader.warn(f"environment_variables.{key}", "no value; not exported")
+            continue
         if not isinstance(value, str | int | float):  # bool is an int: 'True', as LiteLLM
             raise ConfigError(f"environment_variables.{key}", "expected a string")
         reader.env.setdefault(str(key), str(value))

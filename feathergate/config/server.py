@@ -13,7 +13,12 @@ from feathergate.errors import ConfigError
 
 __all__ = ["FEATHERGATE_KEYS", "GENERAL_KEYS", "read_server"]
 
-GENERAL_KEYS = {"master_key", "max_request_size_mb"}
+GENERAL_KEYS = {
+    "master_key",
+    "max_request_size_mb",
+    "background_health_checks",
+    "health_check_interval",
+}
 FEATHERGATE_KEYS = {
     "shutdown_grace_period",
     "keep_alive_timeout",
@@ -61,6 +66,10 @@ def read_server(
         return default if value is None else value or None  # 0 switches it off
 
     grace = seconds("shutdown_grace_period")
+    interval = reader.finite(
+        general.get("health_check_interval"), "general_settings.health_check_interval"
+    )
+    checks = general.get("background_health_checks", False)
     tcp_user_timeout = seconds("tcp_user_timeout", maximum=MAX_TCP_USER_TIMEOUT)
     return ServerSettings(
         master_key=read_master_key(reader, general.get("master_key")),
@@ -90,6 +99,8 @@ def read_server(
         image_url_allowed_networks=tuple(
             _network(v, p) for v, p in _items(ours, "image_url_allowed_networks")
         ),
+        background_health_checks=reader.flag(checks, "general_settings.background_health_checks"),
+        health_check_interval=interval or _DEFAULTS.health_check_interval,  # 0 would spin
     )
 
 

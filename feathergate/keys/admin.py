@@ -23,6 +23,7 @@ from feathergate.errors import (
     NotFound,
     error_response,
 )
+from feathergate.ids import REQUEST_ID
 from feathergate.keys.budgets import period_end
 from feathergate.keys.durations import add_duration, parse_duration
 from feathergate.keys.records import KeyRecord, SpendRow, TeamRecord
@@ -50,7 +51,8 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(err: GatewayError) -> Response:
-    status, headers, body = error_response(err)
+    found = request.scope.get(REQUEST_ID)  # the gateway put it there, for every error body
+    status, headers, body = error_response(err, found if isinstance(found, str) else None)
     response = Response(body, status=status, content_type="application/json")
     for name, value in headers[2:]:
         response.headers[name.decode()] = value.decode()

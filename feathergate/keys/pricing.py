@@ -2,8 +2,8 @@
 
 Prices come from ``model_info`` (LiteLLM's keys) over the table shipped in
 ``prices.json`` (its source and date inside). Pure: :func:`cost` takes the
-usage object a translator produced, in OpenAI's shape, where ``prompt_tokens``
-includes cached and cache-write tokens and ``completion_tokens`` includes
+:class:`~feathergate.providers.base.Usage` every operation reports, where
+``input`` includes cached and cache-write tokens and ``output`` includes
 reasoning tokens.
 """
 
@@ -16,7 +16,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["Price", "PriceTable", "Usage", "cost", "load_table", "price_for", "usage_of"]
+from feathergate.providers.base import Usage
+
+__all__ = ["Price", "PriceTable", "cost", "load_table", "price_for"]
 
 DEFAULT_MAX_OUTPUT = 16384  # LiteLLM's cap when neither the request nor the model says
 
@@ -36,23 +38,13 @@ class Price:
         return self.input == 0 and self.output == 0
 
     def worst_case(self, prompt_tokens: int, max_tokens: int | None) -> float:
-        """The most a call can cost: the prompt estimate plus every output token allowed."""
+        """The most a call can cost: the prompt estimate plus every output token allowed.
+
+        ``max_tokens`` ``None``: the model's cap; 0: the call generates none (embeddings).
+        """
         limit = self.max_output_tokens or DEFAULT_MAX_OUTPUT
-        out = min(max_tokens, limit) if max_tokens else limit
+        out = limit if max_tokens is None else min(max_tokens, limit)
         return prompt_tokens * self.input + out * max(self.output, self.reasoning or 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt: int = 0
-    completion: int = 0
-    cached: int = 0
-    cache_write: int = 0
-    reasoning: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.prompt + self.completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,37 +130,17 @@ def _fields(price: Price) -> dict[str, Any]:
     return {name: getattr(price, name) for name in Price.__slots__}
 
 
-def _count(data: Any, key: str) -> int:
-    value = data.get(key) if isinstance(data, Mapping) else None
-    return value if isinstance(value, int) and value > 0 else 0
-
-
-def usage_of(usage: Any) -> Usage | None:
-    """An OpenAI ``usage`` object as :class:`Usage`; ``None`` when there is none."""
-    if not isinstance(usage, Mapping):
-        return None
-    prompt_details = usage.get("prompt_tokens_details")
-    completion_details = usage.get("completion_tokens_details")
-    return Usage(
-        prompt=_count(usage, "prompt_tokens"),
-        completion=_count(usage, "completion_tokens"),
-        cached=_count(prompt_details, "cached_tokens"),
-        cache_write=_count(prompt_details, "cache_write_tokens"),
-        reasoning=_count(completion_details, "reasoning_tokens"),
-    )
-
-
 def cost(price: Price, usage: Usage) -> float:
     """USD for ``usage``: cached and cache-write tokens at their own prices where known."""
     read = price.cache_read if price.cache_read is not None else price.input
     write = price.cache_write if price.cache_write is not None else price.input
-    cached = min(usage.cached, usage.prompt)
-    written = min(usage.cache_write, usage.prompt - cached)
-    fresh = usage.prompt - cached - written
+    cached = min(usage.cached, usage.input)
+    written = min(usage.cache_write, usage.input - cached)
+    fresh = usage.input - cached - written
     total = fresh * price.input + cached * read + written * write
     if price.reasoning is not None:
-        reasoning = min(usage.reasoning, usage.completion)
-        total += reasoning * price.reasoning + (usage.completion - reasoning) * price.output
+        reasoning = min(usage.reasoning, usage.output)
+        total += reasoning * price.reasoning + (usage.output - reasoning) * price.output
     else:
-        total += usage.completion * price.output
+        total += usage.output * price.output
     return total

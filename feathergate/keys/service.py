@@ -37,10 +37,11 @@ from feathergate.errors import (
 )
 from feathergate.keys.budgets import BudgetLimit, MemoryLedger, Refusal, Reservation
 from feathergate.keys.limits import MemoryGauges, ParallelGauges
-from feathergate.keys.pricing import Price, Usage, cost, usage_of
+from feathergate.keys.pricing import Price, cost
 from feathergate.keys.records import KeyRecord, SpendRow, TeamRecord
 from feathergate.keys.store import SpendOp, Store, open_store
 from feathergate.keys.tokens import hash_key, key_name
+from feathergate.providers.base import Usage
 from feathergate.state.base import Grant, Hold, Limit, SharedState
 from feathergate.state.memory import MemoryState
 
@@ -118,6 +119,8 @@ class Admission:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     cost: float | None = None
     finished: bool = False
+    # The prices when admitted: a reload (new deployments) does not reprice a running call.
+    prices: Mapping[str, Price | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -301,7 +304,9 @@ class KeyService:
         team = principal.team
         _check_models(key, team, model)
         now = self.wall()
-        admission = Admission(principal, model, prompt_estimate, secrets.token_hex(12), now)
+        admission = Admission(
+            principal, model, prompt_estimate, secrets.token_hex(12), now, prices=self.prices
+        )
         worst, free = self.group_worst_case(model, prompt_estimate, max_tokens)
         if not free:
             limits = [_key_limit(key)]
@@ -405,17 +410,16 @@ class KeyService:
 
     # -- finish ----------------------------------------------------------------------
     def response_headers(
-        self, admission: Admission, deployment_id: str, usage: Mapping[str, Any] | None
+        self, admission: Admission, deployment_id: str, usage: Usage | None
     ) -> list[tuple[bytes, bytes]]:
         """x-litellm-* headers; with ``usage`` (a JSON answer) also the response cost."""
         key = admission.principal.key
         assert key is not None
         spend = self.ledger.spend("key", key.token) or 0.0
         headers = [(b"x-litellm-call-id", admission.request_id.encode()), *admission.headers]
-        parsed = usage_of(usage)
-        if parsed is not None:
-            price = self.prices.get(deployment_id)
-            admission.cost = cost(price, parsed) if price is not None else 0.0
+        if usage is not None:
+            price = admission.prices.get(deployment_id)
+            admission.cost = cost(price, usage) if price is not None else 0.0
             headers.append((b"x-litellm-response-cost", _num(admission.cost)))
             spend += admission.cost
         headers.append((b"x-litellm-key-spend", _num(spend)))
@@ -427,20 +431,22 @@ class KeyService:
         self,
         admission: Admission,
         deployment_id: str | None,
-        usage: Mapping[str, Any] | None,
+        usage: Usage | None,
         chunks: int,
         status: int,
     ) -> None:
         """Settle what the call really cost; queue its spend row. Call exactly once."""
         if admission.finished:
             return
-        price = self.prices.get(deployment_id) if deployment_id is not None else None
-        parsed = usage_of(usage)
+        price = admission.prices.get(deployment_id) if deployment_id is not None else None
+        parsed = usage
         if parsed is None and chunks > 0:
             # No usage reached us (the client left mid-stream): the prompt estimate, and
             # about a token a chunk for what was generated.
-            parsed = Usage(prompt=admission.prompt_estimate, completion=chunks)
+            parsed = Usage(admission.prompt_estimate, chunks)
+        known = price is not None and parsed is not None
         amount = cost(price, parsed) if price is not None and parsed is not None else 0.0
+        admission.cost = amount if known else None  # the access log's cost
         tokens = parsed.total if parsed is not None else 0
         self._release(admission, amount, tokens)
         key = admission.principal.key
@@ -454,8 +460,8 @@ class KeyService:
                     team_id=key.team_id,
                     model=admission.model,
                     spend=amount,
-                    prompt_tokens=parsed.prompt if parsed is not None else 0,
-                    completion_tokens=parsed.completion if parsed is not None else 0,
+                    prompt_tokens=parsed.input if parsed is not None else 0,
+                    completion_tokens=parsed.output if parsed is not None else 0,
                     start_time=admission.started,
                     end_time=self.wall(),
                     status=outcome,

@@ -7,7 +7,7 @@ from feathergate.keys.pricing import Price, load_table, price_for
 from feathergate.keys.service import KeyService
 from feathergate.state.base import SharedState
 
-__all__ = ["build_key_service", "deployment_prices"]
+__all__ = ["build_key_service", "deployment_prices", "reconfigure"]
 
 
 def deployment_prices(config: Config) -> dict[str, Price | None]:
@@ -23,8 +23,27 @@ def build_key_service(config: Config, shared: SharedState | None = None) -> KeyS
     """
     if not config.keys.enabled:
         return None
+    return KeyService(
+        config.keys, _master(config), deployment_prices(config), _groups(config), state=shared
+    )
+
+
+def reconfigure(service: KeyService, config: Config) -> None:
+    """A reloaded config's deployments and master key; requests still running keep theirs.
+
+    Each mapping is replaced whole, so a request reads either the old one or the new.
+    """
+    service.prices = deployment_prices(config)
+    service.groups = _groups(config)
+    service.master_key = _master(config)
+
+
+def _groups(config: Config) -> dict[str, tuple[str, ...]]:
     groups: dict[str, tuple[str, ...]] = {}
     for dep in config.deployments:
         groups[dep.model_name] = (*groups.get(dep.model_name, ()), dep.id)
-    master = config.server.master_key.value if config.server.master_key else None
-    return KeyService(config.keys, master, deployment_prices(config), groups, state=shared)
+    return groups
+
+
+def _master(config: Config) -> str | None:
+    return config.server.master_key.value if config.server.master_key else None

@@ -13,6 +13,12 @@ Pipeline of a stream, left to right::
 
 Inside, a translating operation runs ``SSEDecoder -> provider translator ->
 encoder``; a passthrough one relays events as they are.
+
+One capability is optional: an operation that :class:`FansOut` turns one
+client request into several upstream calls (Gemini embeds at most 100 inputs
+per call) and merges their answers, in order. It still does no I/O: the relay
+makes the calls, concurrently, under the request's deadlines and cancel
+scope, and a failure of one cancels the others.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from feathergate.errors import UpstreamStatusError
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 
-__all__ = ["Answer", "ClientRequest", "Operation", "StreamPipe"]
+__all__ = ["Answer", "ClientRequest", "FansOut", "Operation", "StreamPipe"]
 
 
 class ClientRequest(Protocol):
@@ -58,10 +64,9 @@ class Answer:
     """A whole (non-streamed) answer, ready for the client."""
 
     payload: bytes
-    tokens: int | None = None  # prompt + completion as the upstream counted them, for tpm
-    # OpenAI's usage shape (prompt/completion tokens, cached and reasoning details),
-    # whatever the API: what virtual keys bill.
-    usage: Mapping[str, Any] | None = None
+    # As the upstream counted them: tpm, the access log, spans, and spend (virtual keys).
+    tokens: Usage | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # extra response headers
 
 
 class StreamPipe(Protocol):
@@ -73,13 +78,8 @@ class StreamPipe(Protocol):
     """
 
     @property
-    def tokens(self) -> int | None:
-        """Prompt + completion tokens, once the upstream reported them."""
-        ...
-
-    @property
-    def usage(self) -> Mapping[str, Any] | None:
-        """The upstream's usage in OpenAI's shape (as :attr:`Answer.usage`), once reported."""
+    def tokens(self) -> Usage | None:
+        """Input and output tokens, once the upstream reported them."""
         ...
 
     def feed(self, data: bytes) -> bytes: ...
@@ -101,3 +101,17 @@ class Operation(Protocol):
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> UpstreamStatusError: ...
+
+
+class FansOut(Protocol):
+    """Optional: one client request as several upstream calls, never streamed."""
+
+    concurrency: int  # how many of the calls may be in flight at once
+
+    def build_requests(self, request: Any, ctx: CallContext) -> list[UpstreamRequest]:
+        """Raise :class:`feathergate.errors.InvalidRequest` for what cannot be sent."""
+        ...
+
+    def merge(self, bodies: list[bytes], request: Any, ctx: CallContext) -> Answer:
+        """The answers of :meth:`build_requests`' calls, in the same order, as one."""
+        ...

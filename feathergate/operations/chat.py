@@ -9,38 +9,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from feathergate.errors import UpstreamStatusError
 from feathergate.operations.base import Answer, ClientRequest
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, Chunk, Provider, UpstreamRequest
+from feathergate.providers.base import (
+    CallContext,
+    Chunk,
+    Provider,
+    UpstreamRequest,
+    Usage,
+    usage_of,
+)
 from feathergate.sse import DONE, SSEDecoder, encode_data
 
-__all__ = ["ChatOperation", "ChatPipe", "chat", "chunk_tokens"]
-
-
-def chunk_tokens(usage: Any) -> int | None:
-    total = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return total if isinstance(total, int) else None
+__all__ = ["ChatOperation", "ChatPipe", "chat"]
 
 
 class ChatPipe:
-    __slots__ = ("_decoder", "_strip_usage", "_translator", "tokens", "usage")
+    __slots__ = ("_decoder", "_strip_usage", "_translator", "tokens")
 
     def __init__(self, provider: Provider, ctx: CallContext, *, strip_usage: bool = False) -> None:
         self._decoder = SSEDecoder()
         self._translator = provider.stream_translator(ctx)
         self._strip_usage = strip_usage
-        self.tokens: int | None = None
-        self.usage: Mapping[str, Any] | None = None
+        self.tokens: Usage | None = None
 
     def _encode(self, chunks: list[Chunk]) -> bytes:
         for chunk in chunks:
             usage = chunk.get("usage")
             if usage:
-                self.tokens = chunk_tokens(usage)
-                self.usage = usage
+                self.tokens = usage_of(usage)
                 if self._strip_usage and not chunk.get("choices"):
                     chunks = [c for c in chunks if c is not chunk]
         return b"".join(encode_data(chunk) for chunk in chunks)
@@ -72,12 +71,7 @@ class ChatOperation:
 
     def parse_response(self, body: bytes, request: ClientRequest, ctx: CallContext) -> Answer:
         completion = self.provider.parse_response(body, ctx)
-        usage = completion.get("usage")
-        return Answer(
-            json.dumps(completion).encode(),
-            chunk_tokens(usage),
-            usage if isinstance(usage, Mapping) else None,
-        )
+        return Answer(json.dumps(completion).encode(), usage_of(completion.get("usage")))
 
     def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
         # Usage asked upstream for billing only (virtual keys) is not the client's.

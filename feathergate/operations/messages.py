@@ -31,7 +31,7 @@ from feathergate.ingress.anthropic.to_chat import Family, translation
 from feathergate.ingress.anthropic.to_message import to_message
 from feathergate.operations.base import Answer
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, Provider, UpstreamRequest
+from feathergate.providers.base import CallContext, Provider, UpstreamRequest, Usage, usage_of
 from feathergate.sse import SSEDecoder
 
 __all__ = ["MessagesPipe", "MessagesViaChat", "message_id", "messages"]
@@ -62,12 +62,8 @@ class MessagesPipe:
         self._encoder = encoder
 
     @property
-    def tokens(self) -> int | None:
+    def tokens(self) -> Usage | None:
         return self._encoder.tokens
-
-    @property
-    def usage(self) -> Mapping[str, Any] | None:
-        return self._encoder.usage
 
     def feed(self, data: bytes) -> bytes:
         translator = self._translator
@@ -124,12 +120,8 @@ class MessagesViaChat:
             names=found.names,
             stops=found.stop,
         )
-        usage = completion.get("usage")
-        if not isinstance(usage, dict):
-            usage = None
-        total = usage.get("total_tokens") if usage is not None else None
         payload = json.dumps(message).encode()
-        return Answer(payload, total if isinstance(total, int) else None, usage)
+        return Answer(payload, usage_of(completion.get("usage")))
 
     def stream(self, request: MessagesRequest, ctx: CallContext) -> MessagesPipe:
         return MessagesPipe(self.provider, ctx, self._encoder(request, ctx))

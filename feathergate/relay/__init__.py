@@ -53,12 +53,20 @@ from feathergate import metrics
 from feathergate.config import Deployment
 from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout
 from feathergate.relay.exchange import Attempt, run_attempt
-from feathergate.relay.lifecycle import ClientDisconnected, Drain, Exchange, read_body, send_error
+from feathergate.relay.lifecycle import (
+    AttemptObserver,
+    ClientDisconnected,
+    Drain,
+    Exchange,
+    read_body,
+    send_error,
+)
 from feathergate.router import AttemptPlan, Decision, GiveUp
 from feathergate.typing import ASGIReceive, ASGISend
 
 __all__ = [
     "Attempt",
+    "AttemptObserver",
     "ClientDisconnected",
     "Drain",
     "Exchange",
@@ -86,10 +94,12 @@ async def relay(
                 with ex.drain.scope() as drain:
                     await _attempts(ex, plan, make_attempt, send)
                 if drain.cancelled_caught:
+                    ex.ended = "shutdown"
                     await _end(ex, send, ShuttingDown())
             except GatewayError as err:
                 if isinstance(err, UpstreamTimeout):
                     metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
+                    ex.ended = f"deadline:{err.kind}"
                 await _end(ex, send, err)
             finally:
                 nursery.cancel_scope.cancel()
@@ -98,8 +108,9 @@ async def relay(
     return ex.status
 
 
-def _route_headers(dep: Deployment, plan: AttemptPlan) -> list[tuple[bytes, bytes]]:
+def _route_headers(ex: Exchange, dep: Deployment, plan: AttemptPlan) -> list[tuple[bytes, bytes]]:
     return [
+        *ex.id_header,
         (b"x-feathergate-model-id", dep.id.encode()),
         (b"x-feathergate-attempted-retries", str(plan.retries).encode()),
         (b"x-feathergate-attempted-fallbacks", str(plan.fallbacks).encode()),
@@ -117,9 +128,10 @@ async def _attempts(
                 raise refused.err
             dep = refused.dep
             continue
-        ex.headers = _route_headers(dep, plan)
-        ex.first_byte = ex.tokens = ex.stream_error = ex.usage = None
-        ex.deployment_id, ex.chunks = dep.id, 0
+        ex.headers = _route_headers(ex, dep, plan)
+        ex.deployment = dep
+        ex.first_byte = ex.tokens = ex.stream_error = ex.upstream_status = ex.traceparent = None
+        ex.chunks = 0
         metrics.deployment_requests(dep.model_name, dep.id).inc()
         attempt_started = trio.current_time()
         try:
@@ -129,11 +141,11 @@ async def _attempts(
         else:
             plan.started(dep)
             try:
-                await run_attempt(ex, attempt, send)
+                await _observed(ex, attempt, dep, send)
             except GatewayError as err:
                 decision = _failed(plan, dep, err)
             except BaseException:
-                plan.cancelled(dep, tokens=ex.tokens)
+                plan.cancelled(dep, tokens=_total(ex))
                 raise
             else:
                 if ex.stream_error is not None:
@@ -145,11 +157,11 @@ async def _attempts(
                         dep,
                         latency=trio.current_time() - attempt_started,
                         ttft=first - attempt_started if ex.request.stream else None,
-                        tokens=ex.tokens,
+                        tokens=_total(ex),
                     )
                 return
         if isinstance(decision, GiveUp):
-            ex.headers = _route_headers(dep, plan)
+            ex.headers = _route_headers(ex, dep, plan)
             raise decision.err
         kind = "fallback" if decision.is_fallback else "retry"
         metrics.RETRIES.labels(plan.group, kind).inc()
@@ -157,6 +169,25 @@ async def _attempts(
             ex.phase = "backoff"
             await trio.sleep(decision.delay)
         dep = decision.dep
+
+
+async def _observed(ex: Exchange, attempt: Attempt, dep: Deployment, send: ASGISend) -> None:
+    """One attempt, between the observer's two calls when there is one."""
+    observer = ex.observer
+    if observer is None:
+        await run_attempt(ex, attempt, send)
+        return
+    observer.attempt_started(ex, dep)
+    try:
+        await run_attempt(ex, attempt, send)
+    except BaseException as exc:
+        observer.attempt_ended(ex, dep, exc)
+        raise
+    observer.attempt_ended(ex, dep, ex.stream_error)
+
+
+def _total(ex: Exchange) -> int | None:
+    return ex.tokens.total if ex.tokens is not None else None
 
 
 def _failed(plan: AttemptPlan, dep: Deployment, err: GatewayError) -> Decision:
@@ -167,11 +198,12 @@ def _failed(plan: AttemptPlan, dep: Deployment, err: GatewayError) -> Decision:
 async def _end(ex: Exchange, send: ASGISend, err: GatewayError) -> None:
     """Answer ``err``: as an HTTP error while nothing was sent, else as the last SSE event."""
     ex.finishing = True
+    ex.error = err
     if ex.response_started:
-        body = ex.envelope.event(err)
+        body = ex.envelope.event(err, ex.request_id)
         await send({"type": "http.response.body", "body": body, "more_body": False})
     else:
-        ex.status = await send_error(send, err, ex.headers, ex.envelope)
+        ex.status = await send_error(send, err, ex.headers, ex.envelope, ex.request_id)
 
 
 async def _watch_disconnect(receive: ASGIReceive, scope: trio.CancelScope, ex: Exchange) -> None:
@@ -180,6 +212,7 @@ async def _watch_disconnect(receive: ASGIReceive, scope: trio.CancelScope, ex: E
         if message["type"] == "http.disconnect":
             if not ex.finishing:
                 metrics.DISCONNECTS.labels(ex.phase).inc()
+                ex.ended = f"client_left:{ex.phase}"
                 ex.status = 499
                 scope.cancel()
             return

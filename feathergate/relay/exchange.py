@@ -1,11 +1,21 @@
-"""One upstream attempt: the HTTP call, its deadlines, and the streaming pump."""
+"""One upstream attempt: the HTTP call, its deadlines, and the streaming pump.
+
+An attempt is one upstream call, or, for an operation that fans out
+(:class:`~feathergate.operations.base.FansOut`), several calls made at once
+in a nursery of their own inside the request's, at most ``concurrency`` of
+them in flight. Each call has its own ``connect`` and ``first_token``
+deadlines from the moment it starts; ``total`` covers them all together. The
+first call to fail cancels the others (their connections are closed, not
+returned to the pool) and its error is the attempt's, so the router retries
+or falls back the whole request; a client that goes away cancels them all.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -13,8 +23,8 @@ from feathergate import metrics, offload
 from feathergate.assets import ImageFetcher, fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import GatewayError, UpstreamTimeout
-from feathergate.operations.base import Operation, StreamPipe
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.operations.base import Answer, FansOut, Operation, StreamPipe
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.relay.lifecycle import Exchange
 from feathergate.typing import ASGISend
 from feathergate.upstream import Transport, UpstreamResponse
@@ -72,12 +82,37 @@ async def run_attempt(ex: Exchange, attempt: Attempt, send: ASGISend) -> None:
                 raise UpstreamTimeout("total", attempt.deadlines.total or 0)
             ex.assets.update(fetched)
         ctx = attempt.ctx = replace(ctx, assets={url: ex.assets[url] for url in urls})
+    fans_out: FansOut | None = None if ctx.stream else _fans_out(attempt.operation)
+    if fans_out is not None:
+        build_all = partial(fans_out.build_requests, ex.request, ctx)
+        requests = await offload.run(build_all, size=size)
+        await _complete_all(ex, attempt, fans_out, requests, send, total_at)
+        return
     build = partial(attempt.operation.build_request, ex.request, ctx)
-    request = await offload.run(build, size=size)
+    request = _trace_headers(ex, await offload.run(build, size=size))
     if ctx.stream:
         await _stream(ex, attempt, request, send, total_at)
     else:
         await _complete(ex, attempt, request, send, total_at)
+
+
+def _trace_headers(ex: Exchange, request: UpstreamRequest) -> UpstreamRequest:
+    """The request id and trace context go upstream; providers stay unaware of both.
+
+    ``x-request-id`` for servers that log it (vLLM honours it), OpenAI's
+    ``x-client-request-id`` (logged on their side, for support), and W3C
+    ``traceparent`` when tracing is on. A configured header of the same name wins.
+    """
+    headers = request.headers
+    taken = {name.lower() for name, _ in headers}
+    extra = []
+    if ex.request_id is not None:
+        extra = [
+            (n, ex.request_id) for n in ("x-request-id", "x-client-request-id") if n not in taken
+        ]
+    if ex.traceparent is not None and "traceparent" not in taken:
+        extra.append(("traceparent", ex.traceparent))
+    return replace(request, headers=[*headers, *extra]) if extra else request
 
 
 def _sent(ex: Exchange) -> None:
@@ -112,6 +147,7 @@ async def _open(
         on_sent=partial(_sent, ex),
     )
     response: UpstreamResponse = await _timed(sending, first_at, total_at, "first_token", deadlines)
+    ex.upstream_status = response.status
     if response.status >= 400:
         try:
             body: bytes = await _timed(
@@ -128,9 +164,10 @@ def _first_token_at(deadlines: Deadlines) -> float:
     return trio.current_time() + first if first else math.inf
 
 
-async def _complete(
-    ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
-) -> None:
+async def _fetch(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, total_at: float
+) -> bytes:
+    """One whole upstream answer (2xx), read under its deadlines."""
     first_at = _first_token_at(attempt.deadlines)
     response = await _open(ex, attempt, request, total_at, first_at)
     try:
@@ -140,14 +177,72 @@ async def _complete(
         )
     finally:
         response.close()
+    return body
+
+
+async def _complete(
+    ex: Exchange, attempt: Attempt, request: UpstreamRequest, send: ASGISend, total_at: float
+) -> None:
+    body = await _fetch(ex, attempt, request, total_at)
     upstream_done = ex.first_byte = trio.current_time()
     answer = attempt.operation.parse_response(body, ex.request, attempt.ctx)
+    await _answer(ex, answer, send, upstream_done)
+
+
+def _fans_out(operation: Operation) -> FansOut | None:
+    return cast(FansOut, operation) if hasattr(operation, "build_requests") else None
+
+
+async def _complete_all(
+    ex: Exchange,
+    attempt: Attempt,
+    fans_out: FansOut,
+    requests: list[UpstreamRequest],
+    send: ASGISend,
+    total_at: float,
+) -> None:
+    bodies: list[bytes] = [b""] * len(requests)
+    limiter = trio.CapacityLimiter(max(1, fans_out.concurrency))
+    first_sent = trio.current_time()
+
+    async def call(i: int) -> None:
+        async with limiter:
+            bodies[i] = await _fetch(ex, attempt, requests[i], total_at)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(len(requests)):
+                nursery.start_soon(call, i)
+    except BaseExceptionGroup as group:
+        failed, other = group.split(GatewayError)
+        if other is not None:  # cancelled from outside (the client left): that wins
+            raise other from None
+        assert failed is not None
+        raise _first_error(failed) from None
+    ex.upstream_sent = first_sent  # for the added-latency metric: the first call's start
+    upstream_done = ex.first_byte = trio.current_time()
+    answer = fans_out.merge(bodies, ex.request, attempt.ctx)
+    await _answer(ex, answer, send, upstream_done)
+
+
+def _first_error(group: BaseExceptionGroup[GatewayError]) -> GatewayError:
+    """The first call's error to fail; others failed at the same moment are dropped."""
+    first = group.exceptions[0]
+    return first if isinstance(first, GatewayError) else _first_error(first)
+
+
+async def _answer(ex: Exchange, answer: Answer, send: ASGISend, upstream_done: float) -> None:
     ex.tokens = answer.tokens
-    ex.usage = answer.usage
     payload = answer.payload
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *ex.headers]
-    if ex.meter is not None:
-        headers += ex.meter(attempt.ctx.deployment.id, answer.usage or {})
+    headers = [
+        *_JSON_HEADERS,
+        (b"content-length", str(len(payload)).encode()),
+        *answer.headers,
+        *ex.headers,
+    ]
+    if ex.meter is not None and ex.deployment is not None:
+        # A JSON answer always says its cost: 0 when the upstream reported no usage.
+        headers += ex.meter(ex.deployment.id, answer.tokens or Usage(0, 0))
     ex.status = 200
     ex.phase = "sending"
     with trio.CancelScope(shield=True):  # a JSON body is sent whole or not at all
@@ -181,7 +276,7 @@ async def _stream(
             else:
                 first = pipe.feed(data)
         upstream_first = ex.first_byte = trio.current_time()
-        ex.tokens, ex.usage = pipe.tokens, pipe.usage
+        ex.tokens = pipe.tokens
         ex.chunks += first.count(b"\n\n")
         ex.status = 200
         ex.phase = "streaming"
@@ -211,7 +306,7 @@ async def _stream(
                     # if it were complete; the gateway's last resort ends it.
                     nursery.cancel_scope.cancel()
                     raise
-                ex.tokens, ex.usage = pipe.tokens, pipe.usage
+                ex.tokens = pipe.tokens
                 # Let go of the upstream before waiting on the client.
                 response.close()
                 delivered = False
@@ -266,6 +361,7 @@ async def _pump(
         return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
     if waiting_on_client:
         metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
+        ex.ended = "deadline:client_stall"
         return None
     return _stream_failed(ex, UpstreamTimeout("idle", idle or 0))
 
@@ -273,13 +369,14 @@ async def _pump(
 def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
     if isinstance(err, UpstreamTimeout):
         metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
-    ex.stream_error = err
-    return ex.envelope.event(err)
+        ex.ended = f"deadline:{err.kind}"
+    ex.stream_error = ex.error = err
+    return ex.envelope.event(err, ex.request_id)
 
 
 def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
-    if ex.meter is not None and ex.deployment_id is not None:
-        return [*_SSE_HEADERS, *ex.headers, *ex.meter(ex.deployment_id, None)]
+    if ex.meter is not None and ex.deployment is not None:
+        return [*_SSE_HEADERS, *ex.headers, *ex.meter(ex.deployment.id, None)]
     return [*_SSE_HEADERS, *ex.headers]
 
 

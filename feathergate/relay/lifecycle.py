@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
+from feathergate.config import Deployment
 from feathergate.envelopes import OPENAI, ErrorEnvelope
 from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout
 from feathergate.operations.base import ClientRequest
-from feathergate.providers.base import Asset
+from feathergate.providers.base import Asset, Usage
 from feathergate.typing import ASGIReceive, ASGISend
 
-__all__ = ["ClientDisconnected", "Drain", "Exchange", "read_body", "send_error"]
+__all__ = [
+    "AttemptObserver",
+    "ClientDisconnected",
+    "Drain",
+    "Exchange",
+    "read_body",
+    "send_error",
+]
 
 
 class ClientDisconnected(Exception):
@@ -61,6 +69,19 @@ class Drain:
         return len(self._scopes)
 
 
+class AttemptObserver(Protocol):
+    """Told when each upstream attempt starts and ends (tracing: one span per attempt).
+
+    ``attempt_started`` may set ``ex.traceparent``, which goes upstream with
+    the attempt; ``attempt_ended`` reads the attempt's outcome from ``ex``
+    (``upstream_status``, ``tokens``, ``stream_error``) and ``error``.
+    """
+
+    def attempt_started(self, ex: Exchange, dep: Deployment) -> None: ...
+
+    def attempt_ended(self, ex: Exchange, dep: Deployment, error: BaseException | None) -> None: ...
+
+
 @dataclass(slots=True)
 class Exchange:
     """One client request, across every upstream attempt made for it."""
@@ -70,22 +91,29 @@ class Exchange:
     drain: Drain
     stall_timeout: float = 30.0  # how long a client may leave a stream unread
     envelope: ErrorEnvelope = OPENAI  # the endpoint's error shape
+    request_id: str | None = None  # on every response, upstream request and log line
+    observer: AttemptObserver | None = None
+    trace: Any = None  # the observer's own state for this request (its span)
     phase: str = "prepare"  # for the disconnect metric
+    ended: str | None = None  # how it ended when not by completing: the access log's "end"
+    error: GatewayError | None = None  # the error the client got, as a status or an event
     status: int = 0  # the HTTP status sent; 499 when the client left
     finishing: bool = False  # the last message is on its way: nothing left to cancel
     response_started: bool = False  # bytes reached the client: no retry, no HTTP error
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     assets: dict[str, Asset] = field(default_factory=dict)  # images downloaded, for every attempt
-    # Virtual keys: (deployment id, usage or None) -> x-litellm-* headers of the answer.
-    meter: Callable[[str, Mapping[str, Any] | None], list[tuple[bytes, bytes]]] | None = None
-    strip_usage: bool = False  # usage was asked upstream for billing, not by the client
+    id_header: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-request-id
+    # Virtual keys: (deployment id, a JSON answer's usage or None for a stream's
+    # head) -> the answer's x-litellm-* headers.
+    meter: Callable[[str, Usage | None], list[tuple[bytes, bytes]]] | None = None
     # Per attempt:
+    deployment: Deployment | None = None
+    traceparent: str | None = None  # W3C trace context for the attempt's upstream request
     upstream_sent: float = 0.0
+    upstream_status: int | None = None
     first_byte: float | None = None
-    tokens: int | None = None
+    tokens: Usage | None = None
     stream_error: GatewayError | None = None  # a failure after the response started
-    deployment_id: str | None = None
-    usage: Mapping[str, Any] | None = None  # the upstream's usage, when it came
     chunks: int = 0  # chunks streamed: what a client that left is billed for
 
 
@@ -126,8 +154,9 @@ async def send_error(
     err: GatewayError,
     extra: list[tuple[bytes, bytes]],
     envelope: ErrorEnvelope = OPENAI,
+    request_id: str | None = None,
 ) -> int:
-    status, headers, body = envelope.response(err)
+    status, headers, body = envelope.response(err, request_id)
     await send({"type": "http.response.start", "status": status, "headers": headers + extra})
     await send({"type": "http.response.body", "body": body, "more_body": False})
     return status

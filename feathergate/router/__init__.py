@@ -72,7 +72,7 @@ Where we differ, and why:
   are approximate (a local check, then a sync every 0.1 s).
 """
 
-from feathergate.router.core import Router
+from feathergate.router.core import Router, carried_state
 from feathergate.router.plan import AttemptPlan, Decision, GiveUp, Retry
 from feathergate.router.selection import DeploymentStatus
 from feathergate.router.state import InMemoryState, RouterState
@@ -86,4 +86,5 @@ __all__ = [
     "Retry",
     "Router",
     "RouterState",
+    "carried_state",
 ]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import trio
 
-from feathergate.config import Config
-from feathergate.errors import ModelNotFound
+from feathergate.config import Config, Deployment
+from feathergate.errors import GatewayError, ModelNotFound
 from feathergate.router.groups import ModelTable
 from feathergate.router.plan import AttemptPlan
 from feathergate.router.selection import DeploymentStatus, Selector
@@ -17,7 +17,7 @@ from feathergate.router.shared import LEAST_BUSY_EVERY, SharedRouterState
 from feathergate.router.state import InMemoryState, RouterState
 from feathergate.state.base import DEFAULT_EVERY, SharedState
 
-__all__ = ["Router"]
+__all__ = ["Router", "carried_state"]
 
 
 class Router:
@@ -50,9 +50,10 @@ class Router:
                 share_samples=strategy == "latency-based-routing",
                 every=LEAST_BUSY_EVERY if strategy == "least-busy" else DEFAULT_EVERY,
             )
+        self.state: RouterState = InMemoryState() if state is None else state
         self._selector = Selector(
             config.router,
-            InMemoryState() if state is None else state,
+            self.state,
             clock,
             rng or random.Random(),
             wall_clock or time.time,
@@ -77,6 +78,38 @@ class Router:
             prompt_tokens=prompt_tokens,
         )
 
+    def health_checked(self, dep: Deployment, err: GatewayError | None) -> None:
+        """A background health check's outcome for ``dep``.
+
+        A pass clears the deployment's recent failures (as a served request
+        does). A failure counts like a failed request and also cools the
+        deployment for ``cooldown_time`` at once: one probe every few minutes
+        would never reach ``allowed_fails`` within the minute. The group's last
+        healthy deployment is still never cooled.
+        """
+        if err is None:
+            self.state.clear_failures(dep.id)
+            return
+        group = self._table.resolve(dep.model_name)
+        if group is None:
+            return
+        self._selector.failure(dep, group, err)
+        self._selector.cool(dep, group, self.config.router.cooldown_time)
+
     def snapshot(self) -> dict[str, DeploymentStatus]:
         """Per deployment id: in flight, usage this minute, recent failures, cooldown."""
         return {dep.id: self._selector.status(dep) for dep in self.config.deployments}
+
+
+def carried_state(old: Router, config: Config) -> RouterState:
+    """The state a router for ``config`` starts from when it replaces ``old`` (a reload).
+
+    State is keyed by deployment id, so handing the same state on keeps the
+    rpm/tpm windows, latency samples, failures and cooldowns of every
+    deployment whose id survives, and the requests still running on ``old``
+    keep counting into it. What only removed deployments held is dropped.
+    """
+    state = old.state
+    if isinstance(state, InMemoryState):
+        state.retain({dep.id for dep in config.deployments})
+    return state

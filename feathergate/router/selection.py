@@ -186,6 +186,12 @@ class Selector:
         if seconds > 0 and not self._last_healthy(dep, group, now):
             self.state.cool(dep.id, now + seconds)
 
+    def cool(self, dep: Deployment, group: Group, seconds: float) -> None:
+        """Cool ``dep`` down for ``seconds`` now, unless it is the group's last healthy one."""
+        now = self.clock()
+        if seconds > 0 and not self._last_healthy(dep, group, now):
+            self.state.cool(dep.id, now + seconds)
+
     def _last_healthy(self, dep: Deployment, group: Group, now: float) -> bool:
         # A group with nothing left answers every request with an error; one
         # struggling deployment is better than none (LiteLLM does the same).

@@ -11,6 +11,7 @@ monotonic), never wall time.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import count
 from typing import Protocol
@@ -204,3 +205,16 @@ class InMemoryState:
     def health(self, dep_id: str, since: float) -> Health:
         failures = sum(1 for at in self._failures.get(dep_id, ()) if at > since)
         return Health(failures, self._cooldowns.get(dep_id, 0.0))
+
+    def retain(self, dep_ids: Collection[str]) -> None:
+        """Forget the windows, samples, failures and cooldowns of every other deployment.
+
+        In-flight counts and open tickets stay: requests that a reload left
+        running on a removed deployment still end here.
+        """
+        keep = set(dep_ids)
+        for table in (self._logs, self._failures, self._cooldowns):
+            for dep_id in [k for k in table if k not in keep]:
+                del table[dep_id]
+        for key in [k for k in self._samples if k[0] not in keep]:
+            del self._samples[key]

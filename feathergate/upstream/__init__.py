@@ -1,6 +1,6 @@
 """Connections to upstreams: a small HTTP/1.1 client, pooled per origin."""
 
 from feathergate.upstream.base import Transport, UpstreamResponse
-from feathergate.upstream.pool import Route, UpstreamPool
+from feathergate.upstream.pool import Origins, Route, UpstreamPool
 
-__all__ = ["Route", "Transport", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["Origins", "Route", "Transport", "UpstreamPool", "UpstreamResponse"]

@@ -295,6 +295,9 @@ class FakeAnthropic(FakeServer):
     def last(self) -> Received:
         return self.requests[-1]
 
+    async def _models(self, headers: dict[str, str], send: Send, received: Received) -> None:
+        await _list_models(headers, self.api_key, send, received)
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
         raw = await read_body(receive)
@@ -305,6 +308,9 @@ class FakeAnthropic(FakeServer):
         query = scope["query_string"].decode()
         received = Received(scope["path"], headers, body, raw, query)
         self.requests.append(received)
+        if scope["method"] == "GET" and scope["path"] == "/v1/models":
+            await self._models(headers, send, received)
+            return
         paths = ("/v1/messages", "/v1/messages/count_tokens")
         if scope["method"] != "POST" or scope["path"] not in paths:
             await _send_error(send, ErrorReply(404, "not_found_error", "Not found"), received)
@@ -356,6 +362,24 @@ async def _send_raw(send: Send, body: bytes, headers: dict[str, str]) -> None:
     raw += [(k.encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": 200, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _list_models(
+    headers: dict[str, str], api_key: str, send: Send, received: Received
+) -> None:
+    """``GET /v1/models``, as Anthropic lists models: the key and the version are required."""
+    if headers.get("x-api-key") != api_key:
+        await _send_error(
+            send, ErrorReply(401, "authentication_error", "invalid x-api-key"), received
+        )
+    elif "anthropic-version" not in headers:
+        missing = ErrorReply(400, "invalid_request_error", "anthropic-version: header is required")
+        await _send_error(send, missing, received)
+    else:
+        received.status = 200
+        card = {"type": "model", "id": "claude-fake", "display_name": "Fake", "created_at": ""}
+        page = {"data": [card], "has_more": False, "first_id": "claude-fake", "last_id": None}
+        await send_json(send, 200, page)
 
 
 async def _send_error(send: Send, reply: ErrorReply, received: Received) -> None:

@@ -14,6 +14,14 @@ only camelCase field names are accepted, so a translator cannot drift.
     fake.requests[-1].body                             # what the gateway sent
 
 An exhausted script answers ``text_reply("Hello from the fake.")``.
+
+``batchEmbedContents`` (:mod:`tests.fakes.gemini_embeddings`) serves
+``embedding_models``, whose full size is ``embedding_size`` (small, so tests
+stay fast). A batch holding a text named in ``embed_errors`` gets that error
+reply (once ``embed_errors_gate`` is set, if there is one); with
+``embed_gate`` set, every other batch waits for it before answering (and is
+sent to ``held``, when set), and a batch whose caller hangs up meanwhile sets
+its record's ``gone``.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from urllib.parse import parse_qsl
 import trio
 
 from tests.fakes.asgi import lifespan
-from tests.fakes.gemini_rules import Rejection, check_call, google_error
+from tests.fakes.gemini_embeddings import check_batch, embed_batch
+from tests.fakes.gemini_rules import Rejection, check_call, check_identity, google_error
 
 __all__ = [
     "FakeGemini",
@@ -50,7 +59,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _ROUTE = re.compile(
-    r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$"
+    r"^/(v1beta|v1)/models/([^/:]+)"
+    r":(generateContent|streamGenerateContent|countTokens|batchEmbedContents)$"
 )
 
 
@@ -194,6 +204,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any  # parsed JSON, or None when the body was not JSON
     disconnected: bool = False  # the client went away mid-stream
+    gone: trio.Event = field(default_factory=trio.Event)  # set when a held batch's caller left
 
 
 @dataclass
@@ -213,6 +224,30 @@ class FakeGemini:
     script: list[Reply] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
     issued_signatures: set[str] = field(default_factory=set)
+    embedding_models: tuple[str, ...] = ("gemini-embedding-001",)
+    embedding_size: int = 8  # the real gemini-embedding-001's is 3072
+    embed_errors: dict[str, Reply] = field(default_factory=dict)
+    embed_gate: trio.Event | None = None
+    embed_errors_gate: trio.Event | None = None  # the embed_errors replies wait for it
+    held: trio.MemorySendChannel[Recorded] | None = None  # told of each batch the gate holds
+
+    async def _get_model(self, send: Send, path: str, key: str | None) -> None:
+        """``GET models/{model}`` (404 for one it does not serve) and ``GET models``."""
+        route = _GET.match(path)
+        if route is None:
+            await _respond(send, 404, b"<!DOCTYPE html><title>Error 404 (Not Found)!!1</title>")
+        elif key != self.api_key:
+            status = {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}
+            await _respond(send, 400, json.dumps({"error": status}).encode())
+        elif route.group(2) is None:
+            listing = {"models": [_model_card(m) for m in self.models]}
+            await _respond(send, 200, json.dumps(listing).encode())
+        elif route.group(2) not in self.models:
+            missing = f"models/{route.group(2)} is not found for API version {route.group(1)}"
+            status = {"code": 404, "message": missing, "status": "NOT_FOUND"}
+            await _respond(send, 404, json.dumps({"error": status}).encode())
+        else:
+            await _respond(send, 200, json.dumps(_model_card(route.group(2))).encode())
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -234,6 +269,9 @@ class FakeGemini:
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
         record = Recorded(scope["method"], scope["path"], query, headers, body)
         self.requests.append(record)
+        if scope["method"] == "GET":
+            await self._get_model(send, scope["path"], headers.get("x-goog-api-key"))
+            return
         route = _ROUTE.match(scope["path"])
         if route is None or scope["method"] != "POST":
             page = b"<!DOCTYPE html><title>Error 404 (Not Found)!!1</title>"
@@ -244,6 +282,9 @@ class FakeGemini:
         key = headers.get("x-goog-api-key") or query.get("key")
         if method == "countTokens":
             await self._count_tokens(send, version, model, key, body)
+            return
+        if method == "batchEmbedContents":
+            await self._embed(send, receive, version, model, key, record)
             return
         try:
             check_call(
@@ -308,6 +349,58 @@ class FakeGemini:
             "totalTokens": total,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}],
         }
+        await _respond(send, 200, json.dumps(answer).encode())
+
+    async def _embed(
+        self,
+        send: Send,
+        receive: Receive,
+        version: str,
+        model: str,
+        key: str | None,
+        record: Recorded,
+    ) -> None:
+        try:
+            check_identity(
+                version,
+                model,
+                key,
+                api_key=self.api_key,
+                models=self.embedding_models,
+                method="batchEmbedContents",
+            )
+            entries = check_batch(model, record.body, self.embedding_size)
+        except Rejection as rejection:
+            code = rejection.error["error"]["code"]
+            await _respond(send, code, json.dumps(rejection.error).encode())
+            return
+        texts = {entry["content"]["parts"][0]["text"] for entry in entries}
+        failure = next((r for text, r in self.embed_errors.items() if text in texts), None)
+        if failure is not None:
+            if self.embed_errors_gate is not None:
+                await self.embed_errors_gate.wait()
+            body = json.dumps(failure.error).encode()
+            await _respond(send, failure.status, body, headers=failure.headers)
+            return
+        if self.embed_gate is not None:
+            gate = self.embed_gate
+            async with trio.open_nursery() as nursery:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    record.disconnected = True
+                    record.gone.set()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch_disconnect)
+                if self.held is not None:
+                    self.held.send_nowait(record)
+                await gate.wait()
+                nursery.cancel_scope.cancel()
+            if record.disconnected:
+                return
+        answer = embed_batch(entries, self.embedding_size)
         await _respond(send, 200, json.dumps(answer).encode())
 
     def _annotate(self, reply: Reply, model: str, body: Any, n: int) -> list[Message]:
@@ -378,6 +471,13 @@ class FakeGemini:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             nursery.cancel_scope.cancel()
+
+
+_GET = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?$")
+
+
+def _model_card(model: str) -> dict[str, Any]:
+    return {"name": f"models/{model}", "displayName": model, "supportedGenerationMethods": []}
 
 
 async def _respond(

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Rejection", "check_call", "google_error"]
+__all__ = ["Rejection", "check_call", "check_identity", "google_error"]
 
 Message = dict[str, Any]
 
@@ -131,10 +131,26 @@ def check_call(
     signatures: set[str] | None,
 ) -> None:
     """Raise :class:`Rejection` as Gemini would; ``signatures`` set means Gemini 3's check."""
+    check_identity(version, model, key, api_key=api_key, models=models)
+    if not isinstance(body, dict):
+        raise Rejection("Invalid JSON payload received. Unexpected token.")
+    _Validator(signatures).request(body)
+
+
+def check_identity(
+    version: str,
+    model: str,
+    key: str | None,
+    *,
+    api_key: str,
+    models: Iterable[str],
+    method: str = "generateContent",
+) -> None:
+    """The model exists for ``method`` and the key is the right one."""
     if model not in models:
         raise Rejection(
             f"models/{model} is not found for API version {version}, or is not supported for "
-            "generateContent. Call ListModels to see the list of available models and their "
+            f"{method}. Call ListModels to see the list of available models and their "
             "supported methods.",
             "NOT_FOUND",
             404,
@@ -148,9 +164,6 @@ def check_call(
         )
     if key != api_key:
         raise Rejection("API key not valid. Please pass a valid API key.", details=_KEY_INVALID)
-    if not isinstance(body, dict):
-        raise Rejection("Invalid JSON payload received. Unexpected token.")
-    _Validator(signatures).request(body)
 
 
 class _Validator:

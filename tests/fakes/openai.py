@@ -1,19 +1,30 @@
-"""A fake OpenAI Chat Completions server that speaks the real wire format.
+"""A fake OpenAI server that speaks the real wire format: chat, embeddings, legacy completions.
 
 Tests script its replies (:class:`Reply`) and read back what it received.
 A reply can wait on a ``trio.Event`` at a chosen point, so tests synchronise
 on events instead of sleeping. It is strict (``strict=False`` turns that off):
 it refuses with OpenAI's 400 what the real API refuses (see
 :mod:`tests.fakes.openai_rules`).
+
+``/embeddings`` answers :func:`fake_vector` for each input (``dimensions``,
+else :data:`EMBEDDING_DIMENSIONS`: small, so tests stay fast), as floats or
+as base64 float32s like OpenAI. Azure's paths
+(``/openai/deployments/{name}/...?api-version=``) are served too, with the key
+in ``api-key``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import trio
 
@@ -27,7 +38,29 @@ from tests.fakes.asgi import (
     send_json,
     start_stream,
 )
-from tests.fakes.openai_rules import Rejected, validate
+from tests.fakes.openai_rules import (
+    Rejected,
+    validate,
+    validate_completions,
+    validate_embeddings,
+)
+
+EMBEDDING_DIMENSIONS = 8
+
+
+def fake_vector(item: str | list[int], dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The fake's embedding of one input: a unit vector drawn from its hash."""
+    seed = hashlib.sha256(json.dumps(item).encode()).digest()
+    raw = []
+    for i in range(dimensions):
+        block = hashlib.sha256(seed + i.to_bytes(4, "little")).digest()
+        raw.append(int.from_bytes(block[:4], "little") / 2**31 - 1.0)
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def _tokens(item: str | list[int]) -> int:
+    return len(item) if isinstance(item, list) else max(1, len(item.split()))
 
 
 @dataclass
@@ -49,6 +82,10 @@ class Reply:
     raw: list[bytes] | None = None  # exact stream bytes to send instead of chunks
     error_event: dict[str, Any] | None = None  # sent in the stream after the text
     delay: float = 0.0  # the upstream is slow to answer (its own behaviour, not a sync point)
+    # Embeddings: how a lax OpenAI-compatible server may answer.
+    floats_only: bool = False  # ignores encoding_format
+    reversed_data: bool = False  # data[] in reverse order (indices still right)
+    no_usage: bool = False
 
 
 @dataclass
@@ -56,6 +93,8 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: dict[str, list[str]] = field(default_factory=dict)
+    raw: bytes = b""  # the body as it arrived
 
 
 class FakeOpenAI(FakeServer):
@@ -65,17 +104,27 @@ class FakeOpenAI(FakeServer):
         self.replies: deque[Reply] = deque()
         self.default = Reply()  # answers when no scripted reply is left
         self.requests: list[Seen] = []
+        self.listing_status = 200  # what GET /v1/models answers (with the right key)
 
     def script(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
-        body = json.loads(await read_body(receive) or b"{}")
-        self.requests.append(Seen(scope["path"], headers, body))
-        # Azure sends its key as `api-key`; the same fake serves both.
-        keys = (headers.get("authorization"), f"Bearer {headers.get('api-key')}")
-        if f"Bearer {self.api_key}" not in keys:
+        if scope["method"] == "GET" and scope["path"].endswith("/models"):
+            await self._models(scope, headers, send)
+            return
+        raw = await read_body(receive)
+        body = json.loads(raw or b"{}")
+        path = scope["path"]
+        query = parse_qs(scope["query_string"].decode())
+        self.requests.append(Seen(path, headers, body, query, raw))
+        azure = path.startswith("/openai/deployments/")
+        if azure and not query.get("api-version"):
+            await send_json(send, 404, {"error": {"code": "404", "message": "Resource not found"}})
+            return
+        key = headers.get("api-key") if azure else headers.get("authorization")
+        if key != (self.api_key if azure else f"Bearer {self.api_key}"):
             error = {
                 "message": "Incorrect API key provided",
                 "type": "invalid_request_error",
@@ -84,9 +133,12 @@ class FakeOpenAI(FakeServer):
             }
             await send_json(send, 401, {"error": error})
             return
+        endpoint = path.rsplit("/", 2)
+        kind = "chat" if endpoint[-2:] == ["chat", "completions"] else endpoint[-1]
         if self.strict:
+            rules = {"embeddings": validate_embeddings, "completions": validate_completions}
             try:
-                validate(body)
+                rules.get(kind, validate)(body)
             except Rejected as rejected:
                 await send_json(send, 400, {"error": rejected.error})
                 return
@@ -110,10 +162,77 @@ class FakeOpenAI(FakeServer):
             )
             await send_json(send, reply.status, payload, reply.headers)
             return
-        if body.get("stream"):
-            await self._stream(send, body, reply)
+        if kind == "embeddings":
+            await send_json(send, 200, self._embeddings(body, reply), reply.headers)
+        elif kind == "completions":
+            if body.get("stream"):
+                await self._stream(send, self._text_chunks(body, reply), reply)
+            else:
+                await send_json(send, 200, self._text_completion(body, reply), reply.headers)
+        elif body.get("stream"):
+            await self._stream(send, self._chunks(body, reply), reply)
         else:
             await send_json(send, 200, self._completion(body, reply), reply.headers)
+
+    async def _models(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
+        """``GET /v1/models``: what health checks call; ``listing_status`` fails it."""
+        self.requests.append(Seen(scope["path"], headers, {}))
+        keys = (headers.get("authorization"), f"Bearer {headers.get('api-key')}")
+        if f"Bearer {self.api_key}" not in keys:
+            error = {"message": "Incorrect API key provided", "type": "invalid_request_error"}
+            await send_json(send, 401, {"error": {**error, "param": None, "code": None}})
+        elif self.listing_status != 200:
+            error = {"message": "overloaded", "type": "server_error", "param": None, "code": None}
+            await send_json(send, self.listing_status, {"error": error})
+        else:
+            card = {"id": "gpt-fake", "object": "model", "created": 0, "owned_by": "fake"}
+            await send_json(send, 200, {"object": "list", "data": [card]})
+
+    def _embeddings(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        raw = body["input"]
+        if isinstance(raw, str) or (raw and isinstance(raw[0], int)):
+            raw = [raw]
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        as_base64 = body.get("encoding_format") == "base64" and not reply.floats_only
+        data = []
+        for i, item in enumerate(raw):
+            vector: Any = fake_vector(item, dimensions)
+            if as_base64:
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        if reply.reversed_data:
+            data.reverse()
+        tokens = sum(_tokens(item) for item in raw)
+        answer: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
+        if not reply.no_usage:
+            answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return answer
+
+    def _text_head(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**self._head(body), "id": "cmpl-fake", "object": "text_completion"}
+
+    def _text_completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        choice = {
+            "text": reply.text,
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": reply.finish_reason or "stop",
+        }
+        return {**self._text_head(body), "choices": [choice], "usage": reply.usage}
+
+    def _text_chunks(self, body: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+        head = self._text_head(body)
+
+        def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+            choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+            return {**head, "choices": [choice]}
+
+        words = reply.text.split(" ") if reply.text else []
+        chunks = [chunk(w if i == len(words) - 1 else w + " ") for i, w in enumerate(words)]
+        chunks.append(chunk("", reply.finish_reason or "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**head, "choices": [], "usage": reply.usage})
+        return chunks
 
     def _head(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -191,7 +310,7 @@ class FakeOpenAI(FakeServer):
             chunks.append({**head, "choices": [], "usage": reply.usage})
         return chunks
 
-    async def _stream(self, send: Send, body: dict[str, Any], reply: Reply) -> None:
+    async def _stream(self, send: Send, chunks: list[dict[str, Any]], reply: Reply) -> None:
         await start_stream(send, reply.headers)
         if reply.raw is not None:
             for i, piece in enumerate(reply.raw):
@@ -200,7 +319,6 @@ class FakeOpenAI(FakeServer):
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        chunks = self._chunks(body, reply)
         for i, chunk in enumerate(chunks):
             if reply.gate is not None and reply.after_chunks == i:
                 await reply.gate.wait()

@@ -1,4 +1,4 @@
-"""What the real OpenAI Chat Completions API rejects, for the strict fake.
+"""What the real OpenAI API rejects (chat, embeddings, legacy completions), for the strict fake.
 
 The messages follow OpenAI's own (``Unrecognized request argument supplied:
 top_k``, ``Invalid 'tools[0].function.name': string does not match pattern``)
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Rejected", "validate"]
+__all__ = ["Rejected", "validate", "validate_completions", "validate_embeddings"]
 
 # CreateChatCompletionRequest's properties (openapi.yaml), the deprecated ones included.
 _PARAMS = frozenset(
@@ -120,4 +120,99 @@ def _messages(messages: Any) -> None:
             f"responding to each 'tool_call_id'. The following tool_call_ids did not have "
             f"response messages: {', '.join(pending)}",
             "messages",
+        )
+
+
+# CreateEmbeddingRequest (additionalProperties: false).
+_EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+_MAX_INPUTS = 2048
+# CreateCompletionRequest's properties.
+_COMPLETION_PARAMS = frozenset(
+    {
+        "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",
+        "max_tokens", "n", "presence_penalty", "seed", "stop", "stream", "stream_options",
+        "suffix", "temperature", "top_p", "user",
+    }
+)  # fmt: skip
+
+
+def _invalid_input() -> Rejected:
+    return Rejected(
+        "'$.input' is invalid. Please check the API reference: "
+        "https://platform.openai.com/docs/api-reference.",
+        "input",
+    )
+
+
+def _unknown(body: dict[str, Any], known: frozenset[str]) -> None:
+    for key in body:
+        if key not in known:
+            raise Rejected(f"Unrecognized request argument supplied: {key}", key)
+
+
+def validate_embeddings(body: Any) -> None:
+    """Raise :class:`Rejected` (a 400) as api.openai.com's /v1/embeddings would."""
+    if not isinstance(body, dict):
+        raise Rejected("We could not parse the JSON body of your request.")
+    _unknown(body, _EMBEDDING_PARAMS)
+    raw = body.get("input")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise _invalid_input()
+    if len(raw) > _MAX_INPUTS:
+        raise Rejected(
+            f"'$.input' is too long. Maximum length is {_MAX_INPUTS}, "
+            f"but got an array with length {len(raw)}.",
+            "input",
+        )
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
+        raw = [raw]
+    for item in raw:
+        if isinstance(item, str):
+            if not item:
+                raise _invalid_input()
+        elif not isinstance(item, list) or not item or not all(isinstance(t, int) for t in item):
+            raise _invalid_input()
+    encoding = body.get("encoding_format")
+    if encoding is not None and encoding not in ("float", "base64"):
+        raise Rejected(
+            f"Invalid value: '{encoding}'. Supported values are: 'float' and 'base64'.",
+            "encoding_format",
+            "invalid_value",
+        )
+    dimensions = body.get("dimensions")
+    if dimensions is not None:
+        if str(body.get("model")).startswith("text-embedding-ada"):
+            raise Rejected("This model does not support specifying dimensions.", "dimensions")
+        if not isinstance(dimensions, int) or dimensions < 1:
+            raise Rejected(
+                f"Invalid 'dimensions': integer below minimum value. Expected a value >= 1, "
+                f"but got {dimensions} instead.",
+                "dimensions",
+                "integer_below_min_value",
+            )
+
+
+def validate_completions(body: Any) -> None:
+    """Raise :class:`Rejected` (a 400) as api.openai.com's /v1/completions would."""
+    if not isinstance(body, dict):
+        raise Rejected("We could not parse the JSON body of your request.")
+    _unknown(body, _COMPLETION_PARAMS)
+    if "prompt" not in body:
+        raise Rejected("you must provide a prompt parameter", "prompt")
+    if body.get("stream_options") is not None and not body.get("stream"):
+        raise Rejected(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+        )
+    if body.get("stream") and body.get("best_of", 1) > 1:
+        raise Rejected("Cannot stream results with best_of greater than 1.", "best_of")
+    logprobs = body.get("logprobs")
+    if isinstance(logprobs, int) and logprobs > 5:
+        raise Rejected(
+            f"Invalid 'logprobs': integer above maximum value. Expected a value <= 5, "
+            f"but got {logprobs} instead.",
+            "logprobs",
+            "integer_above_max_value",
         )

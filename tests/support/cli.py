@@ -52,13 +52,15 @@ class GatewayProcess:
 
 
 @asynccontextmanager
-async def gateway_process(*args: str, startup: float = 30.0) -> AsyncIterator[GatewayProcess]:
+async def gateway_process(
+    *args: str, startup: float = 30.0, env: dict[str, str] | None = None
+) -> AsyncIterator[GatewayProcess]:
     """Run ``python -m feathergate ARGS --bind 127.0.0.1:0`` until it listens; kill it at exit.
 
     Provider keys of the environment are not passed on: tests see the config's
-    own view of which keys are missing.
+    own view of which keys are missing. ``env`` adds variables.
     """
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}, **(env or {})}
     command = [sys.executable, "-m", "feathergate", *args, "--bind", "127.0.0.1:0"]
     process = await trio.lowlevel.open_process(command, env=env, stderr=subprocess.PIPE)
     assert process.stderr is not None

@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import trio
+from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 __all__ = ["SDK"]
@@ -29,6 +30,23 @@ class SDK:
     async def stream(self, **kwargs: Any) -> list[ChatCompletionChunk]:
         def run() -> list[ChatCompletionChunk]:
             with self.client.chat.completions.create(stream=True, **kwargs) as stream:
+                return list(stream)
+
+        return await trio.to_thread.run_sync(run)
+
+    async def embed(self, **kwargs: Any) -> CreateEmbeddingResponse:
+        call = partial(self.client.embeddings.create, **kwargs)
+        result: CreateEmbeddingResponse = await trio.to_thread.run_sync(call)
+        return result
+
+    async def complete(self, **kwargs: Any) -> Completion:
+        call = partial(self.client.completions.create, **kwargs)
+        result: Completion = await trio.to_thread.run_sync(call)
+        return result
+
+    async def complete_stream(self, **kwargs: Any) -> list[Completion]:
+        def run() -> list[Completion]:
+            with self.client.completions.create(stream=True, **kwargs) as stream:
                 return list(stream)
 
         return await trio.to_thread.run_sync(run)

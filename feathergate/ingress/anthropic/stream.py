@@ -32,6 +32,7 @@ from typing import Any
 from feathergate.errors import UpstreamProtocolError
 from feathergate.ingress.anthropic.answers import message_usage, stop_reason
 from feathergate.ingress.anthropic.to_message import tool_use_id
+from feathergate.providers.base import Usage, usage_of
 
 __all__ = ["MessagesEncoder", "event"]
 
@@ -70,7 +71,6 @@ class MessagesEncoder:
         "_stops",
         "_usage",
         "tokens",
-        "usage",
     )
 
     def __init__(
@@ -89,8 +89,7 @@ class MessagesEncoder:
         self._finish: Any = None
         self._matched: Any = None
         self._usage: Any = None
-        self.tokens: int | None = None
-        self.usage: Mapping[str, Any] | None = None  # the chat usage, for spend
+        self.tokens: Usage | None = None
 
     def encode(self, chunks: list[Chunk]) -> bytes:
         out: list[bytes] = []
@@ -117,9 +116,8 @@ class MessagesEncoder:
         self._start(out)
         usage = chunk.get("usage")
         if isinstance(usage, Mapping):
-            self._usage = self.usage = usage
-            total = usage.get("total_tokens")
-            self.tokens = total if isinstance(total, int) else self.tokens
+            self._usage = usage
+            self.tokens = usage_of(usage) or self.tokens
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:

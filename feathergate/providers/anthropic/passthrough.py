@@ -37,7 +37,7 @@ from feathergate.errors import (
 from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.operations.base import Answer
 from feathergate.providers.anthropic.adapter import ANTHROPIC_VERSION, messages_url
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.splice import parse_members, splice
 from feathergate.sse import SSEDecoder, SSEEvent
 
@@ -47,7 +47,6 @@ __all__ = [
     "PassthroughPipe",
     "count_tokens",
     "messages",
-    "openai_usage",
     "passthrough_error",
 ]
 
@@ -92,30 +91,21 @@ def _upstream_request(request: MessagesRequest, dep: Deployment, path: str) -> U
 
 def _count(usage: Mapping[str, Any], key: str) -> int:
     value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _tokens(usage: Any) -> int | None:
+def _tokens(usage: Any) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
-    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(_count(usage, k) for k in keys) + _count(usage, "output_tokens")
-
-
-def openai_usage(usage: Any) -> dict[str, Any] | None:
-    """Anthropic's usage in OpenAI's shape: cache reads and writes are part of the prompt."""
-    if not isinstance(usage, Mapping):
-        return None
+    # Anthropic's input_tokens leaves out cache reads and writes; ours includes them.
     read = _count(usage, "cache_read_input_tokens")
     written = _count(usage, "cache_creation_input_tokens")
-    prompt = _count(usage, "input_tokens") + read + written
-    completion = _count(usage, "output_tokens")
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written},
-    }
+    return Usage(
+        _count(usage, "input_tokens") + read + written,
+        _count(usage, "output_tokens"),
+        cached=read,
+        cache_write=written,
+    )
 
 
 def passthrough_error(status: int, error: Any, retry_after: str | None) -> UpstreamStatusError:
@@ -156,12 +146,8 @@ class PassthroughPipe:
         self._usage: dict[str, Any] = {}
 
     @property
-    def tokens(self) -> int | None:
+    def tokens(self) -> Usage | None:
         return _tokens(self._usage) if self._usage else None
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        return openai_usage(self._usage) if self._usage else None
 
     def feed(self, data: bytes) -> bytes:
         return b"".join(self._event(e) for e in self._decoder.feed(data))
@@ -224,8 +210,7 @@ class MessagesPassthrough:
         members = _object(body)
         if not isinstance(members.value, dict):
             raise UpstreamProtocolError("anthropic sent a response that is not a JSON object")
-        usage = members.value.get("usage")
-        return Answer(splice(members, ctx.alias), _tokens(usage), openai_usage(usage))
+        return Answer(splice(members, ctx.alias), _tokens(members.value.get("usage")))
 
     def stream(self, request: MessagesRequest, ctx: CallContext) -> PassthroughPipe:
         return PassthroughPipe(ctx.alias)

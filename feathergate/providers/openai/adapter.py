@@ -26,10 +26,10 @@ _DEFAULT_AZURE_VERSION = "2024-10-21"
 class OpenAIProvider:
     name = "openai"
 
-    def url(self, ctx: CallContext) -> str:
+    def url(self, ctx: CallContext, path: str = "chat/completions") -> str:
         dep = ctx.deployment
         base = dep.api_base or CATALOG[dep.provider].default_api_base or ""
-        return f"{base}/chat/completions"
+        return f"{base}/{path}"
 
     def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
         key = ctx.deployment.api_key.value
@@ -70,16 +70,16 @@ class AzureProvider(OpenAIProvider):
 
     name = "azure"
 
-    def url(self, ctx: CallContext) -> str:
+    def url(self, ctx: CallContext, path: str = "chat/completions") -> str:
         dep = ctx.deployment
         base = dep.api_base or ""
         if base.endswith("/openai/v1"):  # the v1 surface takes no api-version
-            return f"{base}/chat/completions"
+            return f"{base}/{path}"
         version = quote(dep.api_version or _DEFAULT_AZURE_VERSION, safe="")
         # With `azure/*` the deployment name is the client's text: quoted, it
         # stays one path segment and plain ASCII on the wire.
         deployment = quote(dep.model, safe="")
-        return f"{base}/openai/deployments/{deployment}/chat/completions?api-version={version}"
+        return f"{base}/openai/deployments/{deployment}/{path}?api-version={version}"
 
     def auth_headers(self, ctx: CallContext) -> list[tuple[str, str]]:
         key = ctx.deployment.api_key.value

@@ -21,6 +21,7 @@ from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
 from feathergate.gateway import REQUEST_ID, Gateway, Runtime, check_credentials
 from feathergate.health.report import health_report
+from feathergate.keys.admin import admin_blueprint
 from feathergate.lastresort import internal_error
 from feathergate.typing import ASGIApp
 
@@ -69,7 +70,7 @@ def build_quart(runtime: Runtime) -> Quart:
 
     @app.before_serving
     async def open_pools() -> None:
-        await runtime.open()
+        await runtime.open(app.nursery)
 
     @app.after_serving
     async def close_pools() -> None:
@@ -82,12 +83,15 @@ def build_quart(runtime: Runtime) -> Quart:
             # latin-1 text, and encoding that as UTF-8 changed a non-ASCII key.
             raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
             try:
-                # x-api-key too: Anthropic's SDKs (and Claude Code's model discovery) send it
-                check_credentials(
-                    runtime.config,
-                    raw,
-                    next((v for k, v in request.scope["headers"] if k == b"x-api-key"), None),
-                )
+                if runtime.keys is not None:
+                    await runtime.keys.identify(request.scope["headers"])
+                else:
+                    # x-api-key too: Anthropic's SDKs (and Claude Code's model discovery) send it
+                    check_credentials(
+                        runtime.config,
+                        raw,
+                        next((v for k, v in request.scope["headers"] if k == b"x-api-key"), None),
+                    )
             except GatewayError as err:
                 return _error(err)
         return None
@@ -156,6 +160,7 @@ def build_quart(runtime: Runtime) -> Quart:
     async def last_resort(exc: Exception) -> Response:
         return _error(internal_error(exc, request.path, runtime.secrets, _request_id()))
 
+    app.register_blueprint(admin_blueprint(lambda: runtime.keys))
     return app
 
 

@@ -26,6 +26,8 @@ class ChatRequest:
     include_usage: bool
     json_mode: bool = False  # response_format asks for a JSON object
     size: int = 0  # bytes of the raw body: what decides whether work on it leaves the loop
+    # Usage was asked upstream for billing (virtual keys), not by the client: strip it again.
+    strip_usage: bool = False
 
 
 def parse_chat_request(raw: bytes, max_messages: int) -> ChatRequest:

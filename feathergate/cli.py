@@ -12,6 +12,7 @@ import click
 
 from feathergate.config import Config, load_config
 from feathergate.errors import ConfigError
+from feathergate.keys.wiring import deployment_prices
 
 __all__ = ["main"]
 
@@ -169,8 +170,9 @@ def check(config_path: str | None, strict: bool) -> None:
     config = _load(path)
     for warning in config.warnings:
         _say(warning, json_logs=False)
-    header = ["MODEL", "PROVIDER", "UPSTREAM MODEL", "API BASE", "KEY"]
+    header = ["MODEL", "PROVIDER", "UPSTREAM MODEL", "API BASE", "KEY", "PRICE IN/OUT PER 1M"]
     rows = []
+    prices = deployment_prices(config)
     for dep in config.deployments:
         if dep.unavailable:
             key = "unavailable"
@@ -180,7 +182,15 @@ def check(config_path: str | None, strict: bool) -> None:
             key = f"missing ${dep.missing_var}"
         else:
             key = "set" if dep.api_key else "none"
-        rows.append([dep.model_name, dep.provider, dep.model, dep.api_base or "(default)", key])
+        price = prices[dep.id]
+        shown = (
+            f"${price.input * 1e6:g} / ${price.output * 1e6:g} ({price.source})"
+            if price is not None
+            else "unpriced"
+        )
+        rows.append(
+            [dep.model_name, dep.provider, dep.model, dep.api_base or "(default)", key, shown]
+        )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     click.echo(_row(header, widths))
     for row in rows:

@@ -43,8 +43,12 @@ class Endpoint:
     # Anthropic's SDKs send the key as x-api-key (ANTHROPIC_API_KEY) or as a
     # bearer token (ANTHROPIC_AUTH_TOKEN); OpenAI's only as a bearer token.
     api_key_header: bool = False
-    # Whether the request's size counts towards a deployment's tpm estimate.
+    # Whether the request's size counts towards a deployment's tpm estimate
+    # (and a virtual key's spend: an unmetered row is free to keys).
     metered: bool = True
+    # Whether the call generates tokens: a virtual key's budget reserves for
+    # them. Embeddings do not; they are priced per input token alone.
+    generates: bool = True
     _loaded: dict[str, Operation] = field(default_factory=dict, compare=False, repr=False)
 
     def operation(self, adapter: str) -> Operation:
@@ -104,6 +108,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "*": "feathergate.operations.unsupported:embeddings",  # a 400
         },
         envelope=OPENAI,
+        generates=False,
     ),
     Endpoint(
         "completions",

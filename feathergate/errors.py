@@ -12,7 +12,8 @@ Socket and TLS errors of upstream calls are converted in exactly one place,
 
     GatewayError                       status  type
     ├── InvalidRequest                 400     invalid_request_error
-    │   └── UnsupportedParameter       400     invalid_request_error (param set)
+    │   ├── UnsupportedParameter       400     invalid_request_error (param set)
+    │   └── StoreConflict              400     a key alias, key or team id is taken
     ├── AuthenticationFailed           401     authentication_error
     ├── ModelNotFound                  404     invalid_request_error / model_not_found
     ├── RequestTimeout                 408     timeout (the body was too slow)
@@ -26,6 +27,17 @@ Socket and TLS errors of upstream calls are converted in exactly one place,
     ├── ShuttingDown                   503     server_error (grace period over)
     ├── SharedStateUnavailable         503     server_error (+ Retry-After; fail closed)
     ├── RouteError                     404/405 for paths and methods we do not serve
+    ├── VirtualKeyError               LiteLLM's virtual-key errors: ``type`` as
+    │   │                              LiteLLM sends it, ``code`` the status as a string
+    │   ├── KeyAuthError               401     auth_error / token_not_found_in_db /
+    │   │                                      expired_key (no, unknown or blocked key)
+    │   ├── ModelAccessDenied          403     key_model_access_denied
+    │   ├── ManagementError            401/403 a management call refused for its caller
+    │   ├── NotFound                   404     not_found_error
+    │   ├── BudgetExceeded             422 (budget_exceeded_status_code) budget_exceeded
+    │   ├── KeyRateLimited             429     throttling_error (+ Retry-After)
+    │   └── StoreUnavailable           503     service_unavailable (key not cached
+    │                                          and the store unreachable; never a 401)
     └── UpstreamError                          (raised for the upstream's failures)
         ├── UpstreamStatusError        the upstream's status, body normalised
         ├── UpstreamUnreachable        502     api_connection_error
@@ -44,13 +56,19 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationFailed",
+    "BudgetExceeded",
     "ConfigError",
     "GatewayError",
     "InternalError",
     "InvalidRequest",
     "InvalidUpstreamRequest",
+    "KeyAuthError",
+    "KeyRateLimited",
+    "ManagementError",
     "MissingCredential",
+    "ModelAccessDenied",
     "ModelNotFound",
+    "NotFound",
     "PayloadTooLarge",
     "ProviderUnsupported",
     "RateLimited",
@@ -58,12 +76,15 @@ __all__ = [
     "RouteError",
     "SharedStateUnavailable",
     "ShuttingDown",
+    "StoreConflict",
+    "StoreUnavailable",
     "UnsupportedParameter",
     "UpstreamError",
     "UpstreamProtocolError",
     "UpstreamStatusError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "VirtualKeyError",
     "error_body",
     "error_event",
     "error_response",
@@ -262,6 +283,80 @@ class RouteError(GatewayError):
     @property
     def error_type(self) -> str:
         return type_for_status(self._status)
+
+
+class VirtualKeyError(GatewayError):
+    """A virtual-key error in LiteLLM's terms; messages name a key only as ``sk-...<last4>``
+    or by hash, never the raw key."""
+
+    def __init__(self, status: int, type_: str, message: str, *, param: str | None = None):
+        super().__init__(message, param=param)
+        self._status = status
+        self._type = type_
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+    @property
+    def error_type(self) -> str:
+        return self._type
+
+    @property
+    def error_code(self) -> str:
+        return str(self._status)
+
+
+class KeyAuthError(VirtualKeyError):
+    """401: no key, an unknown, deleted, expired or blocked key (``type`` says which)."""
+
+    def __init__(self, type_: str, message: str, *, param: str | None = None) -> None:
+        super().__init__(401, type_, message, param=param)
+
+
+class ModelAccessDenied(VirtualKeyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "key_model_access_denied", message, param="model")
+
+
+class BudgetExceeded(VirtualKeyError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, "budget_exceeded", message)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-should-retry", b"false")]
+
+
+class KeyRateLimited(VirtualKeyError):
+    def __init__(
+        self, message: str, retry_after: float, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        super().__init__(429, "throttling_error", message)
+        self.retry_after = retry_after
+        self._headers = headers
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(max(1, round(self.retry_after))).encode()), *self._headers]
+
+
+class StoreUnavailable(VirtualKeyError):
+    """503: the key is not cached and the store cannot be asked (never a misleading 401)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "service_unavailable", message)
+
+
+class ManagementError(VirtualKeyError):
+    """A management call refused for its caller (401/403)."""
+
+
+class NotFound(VirtualKeyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "not_found_error", message)
+
+
+class StoreConflict(InvalidRequest):
+    """A unique constraint: the alias, key or team id is taken."""
 
 
 class UpstreamError(GatewayError):

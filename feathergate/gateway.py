@@ -34,7 +34,8 @@ from feathergate.errors import (
     RouteError,
 )
 from feathergate.generation import Runtime
-from feathergate.ids import request_id_from
+from feathergate.ids import REQUEST_ID, request_id_from
+from feathergate.keys.seam import KeySeam
 from feathergate.lastresort import internal_error
 from feathergate.observability.access import (
     ACCESS,
@@ -62,9 +63,6 @@ if TYPE_CHECKING:
     pass
 
 __all__ = ["REQUEST_ID", "Gateway", "Runtime", "check_credentials", "check_master_key"]
-
-REQUEST_ID = "feathergate.request_id"
-"""The scope key under which Quart's routes find the request's id."""
 
 # Completion ids: unique per process start, without uuid4's cost per request.
 _ID_PREFIX = secrets.token_hex(6)
@@ -122,8 +120,9 @@ def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
 
 
 # What routing learnt of a request, for its access record: the alias asked
-# for, the exchange (the relay's record of it), the plan, the key's label.
-_Routed = tuple[str | None, Exchange | None, AttemptPlan | None, str | None]
+# for, the exchange (the relay's record of it), the plan, the key's label,
+# the cost (virtual keys, when priced).
+_Routed = tuple[str | None, Exchange | None, AttemptPlan | None, str | None, float | None]
 
 
 class Gateway:
@@ -194,6 +193,7 @@ class Gateway:
         model = "unknown"
         alias: str | None = None
         status = 500
+        seam = KeySeam(runtime.keys) if runtime.keys is not None else None
         exchange: Exchange | None = None
         plan: AttemptPlan | None = None
         key: str | None = None
@@ -201,8 +201,12 @@ class Gateway:
         error: GatewayError | None = None
         try:
             try:
-                _authenticate(gen.config, scope, endpoint)
-                key = _key_label(gen.config)
+                if seam is None:
+                    _authenticate(gen.config, scope, endpoint)
+                    key = _key_label(gen.config)
+                else:  # virtual keys: the master key is one of them
+                    await seam.identify(scope["headers"])
+                    key = seam.label
                 server = gen.config.server
                 raw = await read_body(
                     receive, server.max_request_bytes, server.body_timeout, server.body_idle_timeout
@@ -216,13 +220,15 @@ class Gateway:
                 )
                 request = await offload.run(parse, size=len(raw))
                 alias = request.model
-                # About four bytes a token: only rpm/tpm accounting uses the estimate.
+                # About four bytes a token: rpm/tpm accounting and budget reservations.
                 plan = gen.router.plan(
                     request.model,
                     stream=request.stream,
                     prompt_tokens=len(raw) // 4 if endpoint.metered else 0,
                 )
                 model = plan.group
+                if seam is not None:
+                    request = await seam.admit(endpoint, request, len(raw))
             except GatewayError as err:
                 error = err
                 status = await send_error(send, err, id_header, endpoint.envelope, request_id)
@@ -238,6 +244,8 @@ class Gateway:
                 observer=tracing,
                 trace=trace,
             )
+            if seam is not None:
+                exchange.meter = seam.meter
             status = await relay(
                 exchange,
                 plan,
@@ -255,6 +263,8 @@ class Gateway:
             error = internal_error(exc, scope["path"], runtime.secrets, request_id)
             status = await self._internal_error(error, send, endpoint, exchange, request_id)
         finally:
+            if seam is not None:
+                seam.finish(exchange, status)
             gen.leave()
             metrics.requests(model, status).inc()
             metrics.request_latency(model).observe(trio.current_time() - started)
@@ -266,7 +276,7 @@ class Gateway:
                 request_id,
                 started,
                 status,
-                (alias, exchange, plan, key),
+                (alias, exchange, plan, key, seam.cost if seam is not None else None),
                 ended,
                 error,
                 for_trace=trace is not None,
@@ -280,7 +290,7 @@ class Gateway:
         request_id: str,
         started: float,
         status: int,
-        routed: _Routed = (None, None, None, None),
+        routed: _Routed = (None, None, None, None, None),
         ended: str | None = None,
         error: GatewayError | None = None,
         *,
@@ -290,7 +300,7 @@ class Gateway:
         logged = self.runtime.config.observability.access_log and ACCESS.isEnabledFor(logging.INFO)
         if not logged and not for_trace:
             return None
-        alias, ex, plan, key = routed
+        alias, ex, plan, key, cost = routed
         client = scope.get("client")
         dep = tokens = None
         upstream_status = ttft = None
@@ -314,6 +324,7 @@ class Gateway:
             fallbacks=plan.fallbacks if plan is not None else 0,
             tokens_in=tokens.input if tokens is not None else None,
             tokens_out=tokens.output if tokens is not None else None,
+            cost=cost,
             key=key,
             error=error_label(error),
         )

@@ -19,6 +19,13 @@ view is released, which closes the upstream origins no newer config uses
 passes to the new router for every deployment id that survives
 (:func:`feathergate.router.carried_state`). The drain (shutdown's list of
 running relays) belongs to the process, not to a generation.
+
+Virtual keys (:mod:`feathergate.keys`) belong to the process too, like the
+shared state they are built with: the key service, its store connection, its
+caches, its spend buffer and its budget ledger live as long as the process.
+A reload gives it the new config's prices, model groups and master key; its
+own settings (``database_url`` and the rest of :class:`KeySettings`) wait
+for a restart, and the reload says so.
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from feathergate.catalog import CATALOG
-from feathergate.config import Config, Deployment, ServerSettings
+from feathergate.config import Config, Deployment, KeySettings, ServerSettings
 from feathergate.health.results import CheckResults
+from feathergate.keys.service import KeyService
+from feathergate.keys.wiring import build_key_service, reconfigure
 from feathergate.lastresort import secrets_of
 from feathergate.mock import MockTransport
 from feathergate.observability import start_tracing
@@ -126,6 +135,9 @@ class Runtime:
 
             self.shared = RedisState(config.shared_state)
         router = Router(config, store=self.shared)
+        # Set up once per process, as the shared state is; see the design note.
+        self.key_settings: KeySettings = config.keys
+        self.keys: KeyService | None = build_key_service(config, self.shared)
         self.current = Generation(1, config, router, self._pool(config))
         self._retired: list[Generation] = []  # still serving requests begun before a reload
         self.reloaded = trio.Event()  # set (and replaced) after each reload attempt
@@ -162,6 +174,8 @@ class Runtime:
         # Shared state (Redis) is set up once per process: its settings wait for a restart.
         router = Router(config, state=carried_state(old.router, config), store=self.shared)
         new = Generation(old.number + 1, config, router, self._pool(config))
+        if self.keys is not None:
+            reconfigure(self.keys, config)
         self.current = new
         old.retire()
         self._retired = [g for g in (*self._retired, old) if g.active]
@@ -171,11 +185,16 @@ class Runtime:
         done, self.reloaded = self.reloaded, trio.Event()
         done.set()
 
-    async def open(self) -> None:
+    async def open(self, nursery: trio.Nursery | None = None) -> None:
+        if self.keys is not None:
+            assert nursery is not None, "virtual keys run background tasks"
+            await self.keys.open(nursery)
         self.opened = True
 
     async def close(self) -> None:
         self.opened = False
+        if self.keys is not None:
+            await self.keys.close()  # flushes the spend buffer
         self.current.pool.release()
         await self.origins.aclose()
         if self.tracing is not None:

@@ -10,7 +10,10 @@ import itertools
 import os
 import secrets
 
-__all__ = ["MAX_CLIENT_ID", "new_request_id", "request_id_from"]
+__all__ = ["MAX_CLIENT_ID", "REQUEST_ID", "new_request_id", "request_id_from"]
+
+REQUEST_ID = "feathergate.request_id"
+"""The ASGI scope key under which Quart's routes find the request's id."""
 
 
 def _reseed() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from feathergate.config import Config
 from feathergate.errors import InternalError
@@ -34,6 +35,8 @@ def secrets_of(config: Config) -> tuple[str, ...]:
     keys = {dep.api_key.value for dep in config.deployments}
     if config.server.master_key is not None:
         keys.add(config.server.master_key.value)
+    if config.keys.database_url is not None:  # the key store's password
+        keys.add(urlsplit(config.keys.database_url).password)
     return tuple(sorted((k for k in keys if k and len(k) >= _MIN_SECRET), key=len, reverse=True))
 
 

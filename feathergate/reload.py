@@ -47,6 +47,8 @@ async def reload_once(runtime: Runtime, loader: Loader) -> bool:
         stale = restart_only_changes(runtime.config.server, config.server)
         if config.shared_state != runtime.config.shared_state:
             stale.append("shared state (Redis)")
+        if config.keys != runtime.key_settings:  # never the database_url itself: a password
+            stale.append("virtual keys (database_url and the key settings)")
         gen = runtime.swap(config)
         n = len(config.deployments)
         log.info(

@@ -20,7 +20,7 @@ def test_check_prints_the_table_without_keys(tmp_path: Path) -> None:
     config.write_text(
         "model_list:\n"
         "  - model_name: fast\n"
-        "    litellm_params: {model: openai/gpt-x, api_key: sk-very-secret-value}\n"
+        "    litellm_params: {model: openai/gpt-4o-2024-08-06, api_key: sk-very-secret-value}\n"
         "  - model_name: local\n"
         "    litellm_params: {model: hosted_vllm/llama, api_base: 'http://h:8000/v1'}\n"
         "  - model_name: claude\n"
@@ -29,16 +29,20 @@ def test_check_prints_the_table_without_keys(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["MODEL", "PROVIDER", "UPSTREAM", "MODEL", "API", "BASE", "KEY"]
-    assert lines[1].split() == ["fast", "openai", "gpt-x", "(default)", "set"]
-    assert lines[2].split() == ["local", "hosted_vllm", "llama", "http://h:8000/v1", "none"]
+    assert lines[0].split() == [
+        *("MODEL", "PROVIDER", "UPSTREAM", "MODEL", "API", "BASE", "KEY"),
+        *("PRICE", "IN/OUT", "PER", "1M"),
+    ]
+    assert lines[1].split() == [
+        *("fast", "openai", "gpt-4o-2024-08-06", "(default)", "set"),
+        *("$2.5", "/", "$10", "(table)"),
+    ]
+    assert lines[2].split() == [
+        *("local", "hosted_vllm", "llama", "http://h:8000/v1", "none", "unpriced")
+    ]
     assert lines[3].split() == [
-        "claude",
-        "anthropic",
-        "claude-x",
-        "(default)",
-        "missing",
-        "$UNSET_FOR_TEST",
+        *("claude", "anthropic", "claude-x", "(default)", "missing", "$UNSET_FOR_TEST"),
+        "unpriced",
     ]
     assert "sk-very-secret-value" not in result.output
 
@@ -71,8 +75,8 @@ def test_check_lists_models_it_cannot_serve_and_strict_makes_them_fatal(
     assert result.stderr.count("warning: model_list[") == 2
     assert "model_list[1].litellm_params.model: unknown provider 'opnai'" in result.stderr
     rows = [line.split() for line in result.stdout.splitlines()]
-    assert ["typo", "opnai", "y", "(default)", "unavailable"] in rows
-    assert ["elsewhere", "bedrock", "claude", "(default)", "unavailable"] in rows
+    assert ["typo", "opnai", "y", "(default)", "unavailable", "unpriced"] in rows
+    assert ["elsewhere", "bedrock", "claude", "(default)", "unavailable", "unpriced"] in rows
     assert "typo: unknown provider 'opnai'" in result.stdout
     assert "elsewhere: provider 'bedrock' is not supported by FeatherGate yet" in result.stdout
 

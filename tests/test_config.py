@@ -107,7 +107,7 @@ def test_unknown_keys_load_with_one_warning_each() -> None:
         {
             "model_list": [{**entry(input_cost_per_token=1), "extra": 1}],
             "litellm_settings": {"success_callback": ["langfuse"], "drop_params": True},
-            "general_settings": {"database_url": "postgres://x"},
+            "general_settings": {"alerting": ["slack"]},
             "guardrails": [],
         },
         {"OPENAI_API_KEY": "k"},
@@ -117,7 +117,7 @@ def test_unknown_keys_load_with_one_warning_each() -> None:
             "model_list[0].litellm_params.input_cost_per_token: not used by FeatherGate; ignored",
             "model_list[0].extra: not used by FeatherGate; ignored",
             "litellm_settings.success_callback[0]: FeatherGate has no 'langfuse' callback; ignored",
-            "general_settings.database_url: not used by FeatherGate; ignored",
+            "general_settings.alerting: not used by FeatherGate; ignored",
             "guardrails: not used by FeatherGate; ignored",
         ]
     )

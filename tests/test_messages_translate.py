@@ -28,7 +28,7 @@ from feathergate.ingress.anthropic.tokens import IMAGE_TOKENS, estimate_tokens
 from feathergate.operations.base import StreamPipe
 from feathergate.operations.messages import MessagesPipe
 from feathergate.providers.anthropic.passthrough import PassthroughPipe
-from feathergate.providers.base import CallContext
+from feathergate.providers.base import CallContext, Usage
 from feathergate.providers.gemini import GeminiProvider
 from feathergate.providers.openai import OpenAIProvider
 from feathergate.splice import parse_members, splice
@@ -136,7 +136,7 @@ def test_anthropic_events_pass_through_at_every_split() -> None:
     pipe = PassthroughPipe("m")
     pipe.feed(fa.encode_events(events))
     output = fa.message_json(reply)["usage"]["output_tokens"]
-    assert pipe.tokens == (5 + 100, output)
+    assert pipe.tokens == Usage(5 + 100, output, cached=100)  # cache reads priced apart
 
 
 def test_an_anthropic_stream_cut_short_or_failing_raises() -> None:

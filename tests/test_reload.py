@@ -17,6 +17,7 @@ import yaml
 from feathergate.app import create_app
 from feathergate.config import load_config, parse_config
 from feathergate.generation import Runtime
+from feathergate.reload import reload_once
 from tests.conftest import run_gateway
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.support.cli import gateway_process
@@ -272,3 +273,38 @@ def test_a_reload_under_workers_keeps_the_per_worker_split(tmp_path: Path) -> No
     assert loader is not None
     assert loader().deployments[0].rpm == 15  # the new limit, split the same way
     assert _worker_loader(None, load_config(path)) is not None  # one worker: the file as it is
+
+
+async def test_virtual_keys_survive_a_reload_and_their_settings_wait_for_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def config(db: str, *ids: str) -> Any:
+        entries = [
+            {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "mock_response": "ok"}}
+            | {"model_info": {"id": i}}
+            for i in ids
+        ]
+        settings = {"master_key": "sk-master-1234", "database_url": f"sqlite:///{tmp_path}/{db}"}
+        return parse_config({"model_list": entries, "general_settings": settings}, {})
+
+    runtime = Runtime(config("one.db", "a"))
+    keys = runtime.keys
+    assert keys is not None
+    assert set(keys.prices) == {"a"}
+    with caplog.at_level(logging.WARNING, logger="feathergate"):
+        assert await reload_once(runtime, lambda: config("two.db", "a", "b"))
+    assert runtime.keys is keys  # the store, caches and spend buffer are the process's
+    assert keys.settings.database_url == f"sqlite:///{tmp_path}/one.db"
+    assert set(keys.prices) == {"a", "b"}  # the new deployments are priced
+    assert keys.groups == {"m": ("a", "b")}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "changed settings take effect at the next restart: "
+        "virtual keys (database_url and the key settings)"
+    ]
+    assert not any("two.db" in line for line in warned)  # a URL may hold a password
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="feathergate"):
+        assert await reload_once(runtime, lambda: config("one.db", "a"))
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    await runtime.close()

@@ -16,7 +16,7 @@ The package, by concept:
 * :mod:`.parse`: the walk over the document's sections;
 * :mod:`.readers`: typed readers (numbers, flags, strings, ``${VAR}``);
 * :mod:`.secrets`, :mod:`.headers`, :mod:`.urls`: what may go on the wire;
-* :mod:`.deployments`, :mod:`.deadlines`, :mod:`.routing`, :mod:`.server`:
+* :mod:`.deployments`, :mod:`.deadlines`, :mod:`.routing`, :mod:`.server`, :mod:`.keys`:
   one section (or layer) each.
 """
 
@@ -27,6 +27,7 @@ from feathergate.config.model import (
     Deadlines,
     Deployment,
     FallbackRule,
+    KeySettings,
     ObservabilitySettings,
     RouterSettings,
     Secret,
@@ -42,6 +43,7 @@ __all__ = [
     "Deadlines",
     "Deployment",
     "FallbackRule",
+    "KeySettings",
     "ObservabilitySettings",
     "RouterSettings",
     "Secret",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 
 from feathergate.state.settings import SharedStateSettings
@@ -23,6 +24,7 @@ __all__ = [
     "Deadlines",
     "Deployment",
     "FallbackRule",
+    "KeySettings",
     "ObservabilitySettings",
     "RouterSettings",
     "Secret",
@@ -145,6 +147,25 @@ class ObservabilitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KeySettings:
+    """Virtual keys and spend (:mod:`feathergate.keys`); off without a ``database_url``."""
+
+    database_url: str | None = field(default=None, repr=False)  # it holds a password
+    timezone: tzinfo = UTC  # budget periods reset at this zone's midnight
+    budget_exceeded_status: int = 422  # not retried by the SDKs; LiteLLM 1.106's default
+    always_include_stream_usage: bool = True
+    disable_spend_logs: bool = False
+    cache_ttl: float = 60.0  # an entry's life without an invalidation; changes poll faster
+    poll_interval: float = 0.5  # how often the store's change log is read
+    flush_interval: float = 1.0  # spend rows reach the store at least this often
+    buffer_limit: int = 100_000  # spend rows kept while the store is down
+
+    @property
+    def enabled(self) -> bool:
+        return self.database_url is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     deployments: tuple[Deployment, ...]
     router: RouterSettings = RouterSettings()
@@ -152,6 +173,7 @@ class Config:
     observability: ObservabilitySettings = ObservabilitySettings()
     drop_params: bool = False
     shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
+    keys: KeySettings = field(default_factory=KeySettings)
     workers: int = 1  # processes serving this config (set by server.per_worker)
     warnings: tuple[str, ...] = ()
     source: str = "<memory>"

@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 
+from feathergate.config import keys as key_settings
 from feathergate.config import observability
 from feathergate.config.deadlines import read_global_deadlines, read_provider_defaults
 from feathergate.config.deployments import Inherited, read_deployments
+from feathergate.config.keys import read_keys
 from feathergate.config.model import Config
 from feathergate.config.readers import Reader
 from feathergate.config.routing import ROUTER_KEYS, read_router
@@ -69,9 +71,19 @@ def parse_config(
     root = reader.mapping(raw, "")
     reader.unknown("", root, _TOP_KEYS)
     _export_environment(reader, root.get("environment_variables"))
-    litellm = _section(reader, root, "litellm_settings", _LITELLM_KEYS | shared_state.LITELLM_KEYS)
+    litellm = _section(
+        reader,
+        root,
+        "litellm_settings",
+        _LITELLM_KEYS | shared_state.LITELLM_KEYS | key_settings.LITELLM_KEYS,
+    )
     router = _section(reader, root, "router_settings", ROUTER_KEYS | shared_state.ROUTER_KEYS)
-    general = _section(reader, root, "general_settings", GENERAL_KEYS | shared_state.GENERAL_KEYS)
+    general = _section(
+        reader,
+        root,
+        "general_settings",
+        GENERAL_KEYS | shared_state.GENERAL_KEYS | key_settings.GENERAL_KEYS,
+    )
     ours = _section(
         reader,
         root,
@@ -91,11 +103,13 @@ def parse_config(
         provider_deadlines=read_provider_defaults(reader, ours.get("provider_defaults"), deadlines),
     )
     deployments = read_deployments(reader, root.get("model_list"), inherited)
+    server = read_server(reader, general, ours)
     return Config(
         deployments=deployments,
         router=read_router(reader, router, litellm),
-        server=read_server(reader, general, ours),
+        server=server,
         observability=observability.read_observability(reader, litellm, ours),
+        keys=read_keys(reader, general, litellm, source, has_master_key=bool(server.master_key)),
         drop_params=drop_params,
         shared_state=shared,
         warnings=tuple(reader.warnings),

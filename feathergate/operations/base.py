@@ -64,7 +64,8 @@ class Answer:
     """A whole (non-streamed) answer, ready for the client."""
 
     payload: bytes
-    tokens: Usage | None = None  # as the upstream counted them: tpm, the access log, spans
+    # As the upstream counted them: tpm, the access log, spans, and spend (virtual keys).
+    tokens: Usage | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()  # extra response headers
 
 

@@ -27,11 +27,12 @@ __all__ = ["ChatOperation", "ChatPipe", "chat"]
 
 
 class ChatPipe:
-    __slots__ = ("_decoder", "_translator", "tokens")
+    __slots__ = ("_decoder", "_strip_usage", "_translator", "tokens")
 
-    def __init__(self, provider: Provider, ctx: CallContext) -> None:
+    def __init__(self, provider: Provider, ctx: CallContext, *, strip_usage: bool = False) -> None:
         self._decoder = SSEDecoder()
         self._translator = provider.stream_translator(ctx)
+        self._strip_usage = strip_usage
         self.tokens: Usage | None = None
 
     def _encode(self, chunks: list[Chunk]) -> bytes:
@@ -39,6 +40,8 @@ class ChatPipe:
             usage = chunk.get("usage")
             if usage:
                 self.tokens = usage_of(usage)
+                if self._strip_usage and not chunk.get("choices"):
+                    chunks = [c for c in chunks if c is not chunk]
         return b"".join(encode_data(chunk) for chunk in chunks)
 
     def feed(self, data: bytes) -> bytes:
@@ -71,7 +74,8 @@ class ChatOperation:
         return Answer(json.dumps(completion).encode(), usage_of(completion.get("usage")))
 
     def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
-        return ChatPipe(self.provider, ctx)
+        # Usage asked upstream for billing only (virtual keys) is not the client's.
+        return ChatPipe(self.provider, ctx, strip_usage=getattr(request, "strip_usage", False))
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes

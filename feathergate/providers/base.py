@@ -41,26 +41,43 @@ Completion = dict[str, Any]
 
 
 class Usage(NamedTuple):
-    """Tokens as the upstream counted them; ``input`` includes cached and cache-written ones."""
+    """Tokens as the upstream counted them: tpm, the access log, spans, and spend.
+
+    ``input`` includes the ``cached`` (read from a prompt cache) and
+    ``cache_write`` ones, ``output`` the ``reasoning`` ones; the three details
+    are priced apart by :func:`feathergate.keys.pricing.cost` and are 0 when
+    the upstream does not say.
+    """
 
     input: int
     output: int
+    cached: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
 
     @property
     def total(self) -> int:
         return self.input + self.output
 
 
-def _count(usage: Mapping[str, Any], key: str) -> int:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _count(usage: Any, key: str) -> int:
+    value = usage.get(key) if isinstance(usage, Mapping) else None
+    # A negative count from a broken upstream would make a call earn money back.
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def usage_of(usage: Any) -> Usage | None:
     """An OpenAI ``usage`` object (``prompt_tokens``, ``completion_tokens``), if it is one."""
     if not isinstance(usage, Mapping) or "prompt_tokens" not in usage:
         return None
-    return Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"))
+    prompt = usage.get("prompt_tokens_details")
+    return Usage(
+        _count(usage, "prompt_tokens"),
+        _count(usage, "completion_tokens"),
+        cached=_count(prompt, "cached_tokens"),
+        cache_write=_count(prompt, "cache_write_tokens"),
+        reasoning=_count(usage.get("completion_tokens_details"), "reasoning_tokens"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

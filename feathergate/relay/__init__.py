@@ -131,6 +131,7 @@ async def _attempts(
         ex.headers = _route_headers(ex, dep, plan)
         ex.deployment = dep
         ex.first_byte = ex.tokens = ex.stream_error = ex.upstream_status = ex.traceparent = None
+        ex.chunks = 0
         metrics.deployment_requests(dep.model_name, dep.id).inc()
         attempt_started = trio.current_time()
         try:

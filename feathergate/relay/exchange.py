@@ -24,7 +24,7 @@ from feathergate.assets import ImageFetcher, fetch_assets
 from feathergate.config import Deadlines
 from feathergate.errors import GatewayError, UpstreamTimeout
 from feathergate.operations.base import Answer, FansOut, Operation, StreamPipe
-from feathergate.providers.base import CallContext, UpstreamRequest
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.relay.lifecycle import Exchange
 from feathergate.typing import ASGISend
 from feathergate.upstream import Transport, UpstreamResponse
@@ -240,6 +240,9 @@ async def _answer(ex: Exchange, answer: Answer, send: ASGISend, upstream_done: f
         *answer.headers,
         *ex.headers,
     ]
+    if ex.meter is not None and ex.deployment is not None:
+        # A JSON answer always says its cost: 0 when the upstream reported no usage.
+        headers += ex.meter(ex.deployment.id, answer.tokens or Usage(0, 0))
     ex.status = 200
     ex.phase = "sending"
     with trio.CancelScope(shield=True):  # a JSON body is sent whole or not at all
@@ -274,6 +277,7 @@ async def _stream(
                 first = pipe.feed(data)
         upstream_first = ex.first_byte = trio.current_time()
         ex.tokens = pipe.tokens
+        ex.chunks += first.count(b"\n\n")
         ex.status = 200
         ex.phase = "streaming"
         # The head and the first chunk go out from this task: no hop through
@@ -345,6 +349,7 @@ async def _pump(
                     return pipe.finish()
                 out = pipe.feed(data)
                 if out:
+                    ex.chunks += out.count(b"\n\n")  # what a client that leaves is billed for
                     # A client that does not read fills the channel; it gets
                     # ``stall_timeout``, and cannot pin the upstream past that.
                     scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
@@ -370,6 +375,8 @@ def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
 
 
 def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
+    if ex.meter is not None and ex.deployment is not None:
+        return [*_SSE_HEADERS, *ex.headers, *ex.meter(ex.deployment.id, None)]
     return [*_SSE_HEADERS, *ex.headers]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -103,6 +103,9 @@ class Exchange:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     assets: dict[str, Asset] = field(default_factory=dict)  # images downloaded, for every attempt
     id_header: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-request-id
+    # Virtual keys: (deployment id, a JSON answer's usage or None for a stream's
+    # head) -> the answer's x-litellm-* headers.
+    meter: Callable[[str, Usage | None], list[tuple[bytes, bytes]]] | None = None
     # Per attempt:
     deployment: Deployment | None = None
     traceparent: str | None = None  # W3C trace context for the attempt's upstream request
@@ -111,6 +114,7 @@ class Exchange:
     first_byte: float | None = None
     tokens: Usage | None = None
     stream_error: GatewayError | None = None  # a failure after the response started
+    chunks: int = 0  # chunks streamed: what a client that left is billed for
 
 
 async def read_body(receive: ASGIReceive, limit: int, seconds: float, idle: float | None) -> bytes:

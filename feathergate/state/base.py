@@ -8,6 +8,10 @@ Three primitives cover the router today and what comes next:
   (rpm/tpm per deployment now; per key and team, and budget reservations,
   next). This is the only call a request waits for, and only when a limit
   is configured.
+* **period counters** (:meth:`SharedState.reserve` / :meth:`release`):
+  money spent in one budget period, a worst case reserved atomically
+  against a cap before a call and replaced by the real cost after it
+  (:mod:`.periods`).
 * **a board** (:meth:`share`): every process posts a small row a few times a
   second and reads everyone's; it says who is alive (the fallback split) and
   carries gauges that may be a little stale (in flight, failures, latency).
@@ -29,7 +33,7 @@ from typing import Any, Protocol
 
 import trio
 
-__all__ = ["DEFAULT_EVERY", "Grant", "Limit", "Merge", "Row", "SharedState"]
+__all__ = ["DEFAULT_EVERY", "Grant", "Hold", "Limit", "Merge", "Row", "SharedState"]
 
 DEFAULT_EVERY = 0.25  # seconds between two posts of a row on the board
 
@@ -82,6 +86,22 @@ class Grant:
     shared: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The answer to one :meth:`SharedState.reserve`.
+
+    ``spent`` and ``reserved`` are the period's totals (this call's
+    reservation included); ``amount`` is what this call holds (0 when refused).
+    """
+
+    admitted: bool
+    spent: float
+    reserved: float
+    amount: float
+    key: str = ""
+    shared: bool = True
+
+
 class SharedState(Protocol):
     @property
     def up(self) -> bool:
@@ -100,6 +120,27 @@ class SharedState(Protocol):
 
     def settle(self, grant: Grant, tokens: int) -> None:
         """Replace the estimate ``grant`` counted with the real ``tokens`` (queued, not awaited)."""
+
+    async def reserve(
+        self,
+        scope: str,
+        ident: str,
+        period: int,
+        amount: float,
+        cap: float | None,
+        *,
+        seed: float,
+        ttl: float,
+    ) -> Hold:
+        """Reserve ``amount`` (or the headroom left under ``cap``) on a period's counter.
+
+        ``period`` names the period (its reset instant, epoch seconds; 0 for
+        a budget that never resets); ``seed`` is the spend a counter not seen
+        before starts from; an unused counter is dropped after ``ttl`` seconds.
+        """
+
+    def release(self, hold: Hold, cost: float) -> None:
+        """Replace ``hold``'s reservation by the real ``cost`` (queued, not awaited)."""
 
     def share(self, name: str, row: Row, merge: Merge, every: float = DEFAULT_EVERY) -> None:
         """Post ``row()`` on the board under ``name`` and hand the others' rows to ``merge``.

@@ -37,6 +37,10 @@ class Keys:
         """The counters of one limit: ``scope`` is ``deployment`` today; keys, teams later."""
         return f"{self.namespace}:{{limit:{_escape(scope)}:{_escape(ident)}}}"
 
+    def budget(self, scope: str, ident: str, period: int) -> str:
+        """One budget period's counter; a period's successor is a new key."""
+        return f"{self.namespace}:{{budget:{_escape(scope)}:{_escape(ident)}}}:{period}"
+
     def board(self) -> str:
         """Every process's row: who is alive, and what it tells the others."""
         return f"{self.namespace}:{{board}}"

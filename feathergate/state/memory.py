@@ -14,7 +14,8 @@ from typing import Any
 
 import trio
 
-from feathergate.state.base import DEFAULT_EVERY, Grant, Limit, Merge, Row
+from feathergate.state.base import DEFAULT_EVERY, Grant, Hold, Limit, Merge, Row
+from feathergate.state.periods import Periods
 from feathergate.state.window import Windows
 
 __all__ = ["MemoryHub", "MemoryState"]
@@ -24,6 +25,7 @@ class MemoryHub:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.windows = Windows(clock)
+        self.periods = Periods(clock)
         self.members: list[MemoryState] = []
 
     def post(self) -> None:
@@ -59,6 +61,22 @@ class MemoryState:
 
     def settle(self, grant: Grant, tokens: int) -> None:
         self.hub.windows.settle(grant, tokens)
+
+    async def reserve(
+        self,
+        scope: str,
+        ident: str,
+        period: int,
+        amount: float,
+        cap: float | None,
+        *,
+        seed: float,
+        ttl: float,
+    ) -> Hold:
+        return self.hub.periods.reserve(f"{scope}/{ident}/{period}", amount, cap, seed, ttl)
+
+    def release(self, hold: Hold, cost: float) -> None:
+        self.hub.periods.release(hold, cost)
 
     def share(self, name: str, row: Row, merge: Merge, every: float = DEFAULT_EVERY) -> None:
         self._sections[name] = (row, merge)

@@ -4,17 +4,18 @@ Design note
 -----------
 One client per process, entered by :meth:`RedisState.run` (the serving
 task's nursery; coredis pools must be exited by the task that entered them).
-On the request path there is at most one call, :meth:`acquire`, and only for
-a deployment with a limit: one ``EVALSHA`` of :data:`.scripts.ACQUIRE`,
-bounded by ``timeout`` (0.25 s by default) with no retries. Everything else
-runs in three background loops:
+On the request path there is at most one call per limit, and only where a
+limit is configured: one ``EVALSHA`` of :data:`.scripts.ACQUIRE` (:meth:`acquire`)
+or of :data:`.scripts.RESERVE` for a budget (:meth:`reserve`), each bounded
+by ``timeout`` (0.25 s by default) with no retries. Everything else runs in
+three background loops:
 
 * the **board** posts this process's row as often as its most demanding
   section asks (``share(..., every=)``; 0.25 s by default, 0.1 s for
   least-busy) and reads the others' (who is alive; in flight, failures,
   cooldowns, latency);
-* the **outbox** sends what requests queued (broadcasts) as soon as there
-  is something; token settlements are summed per limit and sent with the
+* the **outbox** sends what requests queued (budget releases, broadcasts)
+  as soon as there is something; token settlements are summed per limit and sent with the
   board's post, one call per limit per interval;
 * the **listener** holds the pub/sub subscription. coredis's pub/sub was seen
   not to resume after a Redis restart on Trio, silently, so every process
@@ -52,11 +53,11 @@ from coredis.retry import NoRetryPolicy
 
 from feathergate import metrics
 from feathergate.errors import SharedStateUnavailable
-from feathergate.state.base import DEFAULT_EVERY, Grant, Limit, Merge, Row
+from feathergate.state.base import DEFAULT_EVERY, Grant, Hold, Limit, Merge, Row
 from feathergate.state.breaker import Breaker
 from feathergate.state.keys import Keys
 from feathergate.state.memory import MemoryState
-from feathergate.state.scripts import ACQUIRE, BOARD, SETTLE
+from feathergate.state.scripts import ACQUIRE, BOARD, RELEASE, RESERVE, SETTLE
 from feathergate.state.settings import SharedStateSettings
 
 __all__ = ["HEARTBEAT", "SILENCE", "RedisState"]
@@ -75,7 +76,13 @@ _OUTBOX_LIMIT = 10_000  # while Redis is away, older queued messages are dropped
 
 Client = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
 
-_SCRIPTS = {"acquire": ACQUIRE, "settle": SETTLE, "board": BOARD}
+_SCRIPTS = {
+    "acquire": ACQUIRE,
+    "settle": SETTLE,
+    "board": BOARD,
+    "reserve": RESERVE,
+    "release": RELEASE,
+}
 _SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()}
 
 
@@ -148,6 +155,7 @@ class RedisState:
         self._handlers: dict[str, list[Callable[[Any], None]]] = {}
         self._outbox: deque[tuple[str, Any]] = deque(maxlen=_OUTBOX_LIMIT)
         self._settlements: dict[str, _Settlement] = {}
+        self._releases: deque[tuple[str, float, float]] = deque(maxlen=_OUTBOX_LIMIT)
         self._wake: trio.Event | None = None
         self._heard = 0.0
         self._board_seen = -float("inf")
@@ -197,6 +205,41 @@ class RedisState:
             if pending is None:
                 pending = self._settlements[grant.key] = _Settlement(grant.window)
             pending.add(grant.bucket, grant.estimate, tokens)
+
+    async def reserve(
+        self,
+        scope: str,
+        ident: str,
+        period: int,
+        amount: float,
+        cap: float | None,
+        *,
+        seed: float,
+        ttl: float,
+    ) -> Hold:
+        key = self._keys.budget(scope, ident, period)
+        ttl_ms = max(1, math.ceil(ttl * 1000))
+        if self._breaker.closed and self._client is not None:
+            args = [repr(amount), "" if cap is None else repr(cap), repr(seed), ttl_ms]
+            reply = await self._call("reserve", self._script("reserve", key, args))
+            if reply is not None:
+                admitted = int(reply[0])
+                spent, reserved, held = (float(x) for x in reply[1:])
+                # Mirror it locally: a fallback starts from the shared totals.
+                self._local.hub.periods.mirror(key, spent, reserved, ttl)
+                return Hold(bool(admitted), spent, reserved, held, key)
+        if self.settings.fail_closed:
+            metrics.SHARED_STATE_FALLBACKS.labels("fail_closed").inc()
+            raise SharedStateUnavailable(retry_after=1.0)
+        metrics.SHARED_STATE_FALLBACKS.labels("local").inc()
+        return self._local.hub.periods.reserve(key, amount, cap, seed, ttl)
+
+    def release(self, hold: Hold, cost: float) -> None:
+        self._local.hub.periods.release(hold, cost)
+        if hold.shared:
+            self._releases.append((hold.key, hold.amount, cost))
+            if self._wake is not None:
+                self._wake.set()
 
     def share(self, name: str, row: Row, merge: Merge, every: float = DEFAULT_EVERY) -> None:
         self._sections[name] = (row, merge)
@@ -361,6 +404,12 @@ class RedisState:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
+            while self._releases:
+                key, amount, cost = self._releases.popleft()
+                if self._breaker.closed:  # lost with Redis: the reservation expires with its key
+                    await self._call(
+                        "release", self._script("release", key, [repr(amount), repr(cost)])
+                    )
             while self._outbox:
                 topic, message = self._outbox.popleft()
                 if not self._breaker.closed:

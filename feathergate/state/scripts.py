@@ -11,7 +11,7 @@ disagree still share one window.
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "BOARD", "SETTLE"]
+__all__ = ["ACQUIRE", "BOARD", "RELEASE", "RESERVE", "SETTLE"]
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -139,3 +139,44 @@ redis.call('PEXPIRE', key, ttl * 10)
 return rows
 """
 )
+
+# KEYS[1]: one budget period's hash (fields ``spent``, ``reserved``). ARGV:
+# amount, cap ("" for none), seed, ttl (ms). :mod:`.periods`'s rule. Floats
+# travel as strings: Redis would truncate a Lua number to an integer.
+# Returns {admitted, spent, reserved, amount}.
+RESERVE = """
+local key = KEYS[1]
+local amount = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[4])
+if redis.call('EXISTS', key) == 0 then
+  redis.call('HSET', key, 'spent', ARGV[3], 'reserved', '0')
+end
+local spent = tonumber(redis.call('HGET', key, 'spent'))
+local reserved = tonumber(redis.call('HGET', key, 'reserved'))
+redis.call('PEXPIRE', key, ttl)
+if cap then
+  local headroom = cap - spent - reserved
+  if headroom <= 0 then
+    return {0, tostring(spent), tostring(reserved), '0'}
+  end
+  if amount > headroom then amount = headroom end
+end
+reserved = tonumber(redis.call('HINCRBYFLOAT', key, 'reserved', tostring(amount)))
+return {1, tostring(spent), tostring(reserved), tostring(amount)}
+"""
+
+# KEYS[1]: the period's hash. ARGV: the amount reserved, the real cost. A
+# counter that expired (or a Redis that restarted) is not brought back.
+RELEASE = """
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then
+  return 0
+end
+local reserved = tonumber(redis.call('HINCRBYFLOAT', key, 'reserved', '-' .. ARGV[1]))
+if reserved < 0 then
+  redis.call('HSET', key, 'reserved', '0')
+end
+redis.call('HINCRBYFLOAT', key, 'spent', ARGV[2])
+return 1
+"""

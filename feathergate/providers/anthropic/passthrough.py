@@ -91,14 +91,21 @@ def _upstream_request(request: MessagesRequest, dep: Deployment, path: str) -> U
 
 def _count(usage: Mapping[str, Any], key: str) -> int:
     value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _tokens(usage: Any) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
-    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return Usage(sum(_count(usage, k) for k in keys), _count(usage, "output_tokens"))
+    # Anthropic's input_tokens leaves out cache reads and writes; ours includes them.
+    read = _count(usage, "cache_read_input_tokens")
+    written = _count(usage, "cache_creation_input_tokens")
+    return Usage(
+        _count(usage, "input_tokens") + read + written,
+        _count(usage, "output_tokens"),
+        cached=read,
+        cache_write=written,
+    )
 
 
 def passthrough_error(status: int, error: Any, retry_after: str | None) -> UpstreamStatusError:

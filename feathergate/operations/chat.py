@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from feathergate.errors import UpstreamStatusError
-from feathergate.operations.base import Answer, ClientRequest
+from feathergate.errors import GatewayError, UpstreamStatusError
+from feathergate.operations.base import Answer, ClientRequest, StreamPipe
 from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext, Chunk, Provider, UpstreamRequest
 from feathergate.sse import DONE, SSEDecoder, encode_data
@@ -42,7 +42,14 @@ class ChatPipe:
 
     def feed(self, data: bytes) -> bytes:
         translator = self._translator
-        return self._encode([c for e in self._decoder.feed(data) for c in translator.feed(e)])
+        chunks: list[Chunk] = []
+        try:
+            for event in self._decoder.feed(data):
+                chunks += translator.feed(event)
+        except GatewayError as err:
+            err.ahead = self._encode(chunks)  # what came before the error in this read
+            raise
+        return self._encode(chunks)
 
     def finish(self) -> bytes:
         translator = self._translator
@@ -70,8 +77,11 @@ class ChatOperation:
         tokens = chunk_tokens(completion.get("usage"))
         return Answer(json.dumps(completion).encode(), tokens)
 
-    def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
-        return ChatPipe(self.provider, ctx)
+    def stream(self, request: ClientRequest, ctx: CallContext) -> StreamPipe:
+        # A provider may relay its stream its own way (OpenAI's passthrough: bytes).
+        own = getattr(self.provider, "stream_pipe", None)
+        pipe: StreamPipe | None = own(ctx) if own is not None else None
+        return pipe if pipe is not None else ChatPipe(self.provider, ctx)
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes

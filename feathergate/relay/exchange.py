@@ -172,11 +172,13 @@ async def _stream(
             data: bytes | None = await _timed(
                 response.next_chunk(), first_at, total_at, "first_token", attempt.deadlines
             )
-            if data is None:
-                ended = True
-                first = pipe.finish()
-            else:
-                first = pipe.feed(data)
+            try:
+                first = pipe.finish() if data is None else pipe.feed(data)
+            except GatewayError as err:
+                if not err.ahead:
+                    raise  # nothing for the client yet: a plain HTTP error, retryable
+                first, data = err.ahead + _stream_failed(ex, err), None
+            ended = data is None
         upstream_first = ex.first_byte = trio.current_time()
         ex.tokens = pipe.tokens
         ex.status = 200
@@ -256,7 +258,7 @@ async def _pump(
                     waiting_on_client = True
                     await sender.send(out)
         except GatewayError as err:
-            return _stream_failed(ex, err)
+            return err.ahead + _stream_failed(ex, err)
     if trio.current_time() >= total_at:
         return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
     if waiting_on_client:

@@ -15,6 +15,7 @@ from feathergate.catalog import CATALOG
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.base import CallContext, Completion, UpstreamRequest
 from feathergate.providers.openai.errors import map_openai_error
+from feathergate.providers.openai.pipe import OpenAIPassthroughPipe
 from feathergate.providers.openai.stream import OpenAIStreamTranslator
 from feathergate.providers.outgoing import json_request
 
@@ -58,6 +59,12 @@ class OpenAIProvider:
 
     def stream_translator(self, ctx: CallContext) -> OpenAIStreamTranslator:
         return OpenAIStreamTranslator(ctx)
+
+    def stream_pipe(self, ctx: CallContext) -> OpenAIPassthroughPipe | None:
+        """Bytes in, bytes out (``pipe.py``), unless a subclass translates its own way."""
+        if type(self).stream_translator is not OpenAIProvider.stream_translator:
+            return None
+        return OpenAIPassthroughPipe(ctx)
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes

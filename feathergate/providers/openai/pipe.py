@@ -18,6 +18,11 @@ in. Anything else takes the general path, exactly:
   as the parsed one, spelled once): that chunk, encoded again;
 - a stream with a CR anywhere, a leading BOM, or an event longer than
   ``_MAX_FAST_EVENT`` bytes: the rest of the stream, through the general path.
+
+One difference is left: a chunk that spells ``model`` a second time with
+escapes in the key (``"mod\\u0065l"``) keeps that second member as it came,
+where the general path writes the key once. Only an upstream that sends such
+a chunk sees its own value back, and finding it would cost a second parse.
 """
 
 from __future__ import annotations

@@ -261,3 +261,40 @@ def test_a_long_event_falls_back_and_stays_correct() -> None:
     pieces = [big[i : i + 16384] for i in range(0, len(big), 16384)]
     out = run(pipe, [*pieces, chunk(None, finish="stop")])
     assert events(out)[0]["choices"][0]["delta"]["content"] == "x" * 300_000
+
+
+def test_a_completion_keeps_the_upstreams_bytes_but_the_model() -> None:
+    body = (
+        b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"up-model",'
+        b'"choices":[{"index":0,"message":{"role":"assistant","content":"caf\\u00e9 \\"model\\""},'
+        b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,'
+        b'"total_tokens":3,"cost":1.0e-5}}\n'
+    )
+    relayed = get_provider("openai").relay_response(body, ctx())
+    assert relayed is not None
+    payload, completion = relayed
+    assert payload == body.replace(b'"model":"up-model"', b'"model":"my-alias"')
+    assert completion["model"] == ALIAS
+    assert completion["usage"]["total_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id":"a\\"b","model":"up-model","choices":[]}',
+        b'{"choices":[],"model":"up-model"}',
+        b'{"model":"up-model","model":"up-model"}',
+        b'{"choices":[]}',
+    ],
+)
+def test_a_completion_off_the_fast_pattern_is_re_encoded(body: bytes) -> None:
+    relayed = get_provider("openai").relay_response(body, ctx())
+    assert relayed is not None
+    payload, _ = relayed
+    assert payload == json.dumps({**json.loads(body), "model": ALIAS}).encode()
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1]"])
+def test_a_completion_that_is_no_object_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(UpstreamProtocolError):
+        get_provider("openai").relay_response(body, ctx())

@@ -73,6 +73,12 @@ class ChatOperation:
         return self.provider.build_request(request.body, ctx)
 
     def parse_response(self, body: bytes, request: ClientRequest, ctx: CallContext) -> Answer:
+        # A provider may hand the client's bytes over itself (OpenAI's passthrough).
+        own = getattr(self.provider, "relay_response", None)
+        relayed = own(body, ctx) if own is not None else None
+        if relayed is not None:
+            payload, completion = relayed
+            return Answer(payload, chunk_tokens(completion.get("usage")))
         completion = self.provider.parse_response(body, ctx)
         tokens = chunk_tokens(completion.get("usage"))
         return Answer(json.dumps(completion).encode(), tokens)

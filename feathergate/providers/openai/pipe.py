@@ -36,7 +36,7 @@ from feathergate.providers.base import CallContext, Chunk
 from feathergate.providers.openai.stream import OpenAIStreamTranslator
 from feathergate.sse import DONE, SSEDecoder, encode_data
 
-__all__ = ["OpenAIPassthroughPipe"]
+__all__ = ["OpenAIPassthroughPipe", "splice_model"]
 
 _BOM = b"\xef\xbb\xbf"
 _DATA = b"data: "
@@ -51,6 +51,24 @@ _MODEL = re.compile(
     rb'\s*\{(?:\s*"[^"\\]*"\s*:\s*(?:"[^"\\]*"|-?[0-9][0-9.eE+-]*|null|true|false)\s*,)*?'
     rb'\s*"model"\s*:\s*"([^"\\]*)"'
 )
+
+
+def splice_model(payload: bytes, upstream: Any, alias: bytes) -> bytes | None:
+    """``payload`` (a JSON object) with its top-level ``model`` replaced by ``alias``.
+
+    ``upstream`` is the value the parsed object holds; ``alias`` is JSON. None
+    when the top-level member cannot be found for sure (see :data:`_MODEL`):
+    the caller encodes the object instead.
+    """
+    found = _MODEL.match(payload)
+    if (
+        found is None
+        or found.group(1).decode("utf-8", "replace") != upstream
+        or payload.count(b'"model"') != 1
+    ):
+        return None
+    start, end = found.span(1)
+    return b"".join((payload[: start - 1], alias, payload[end + 1 :]))
 
 
 def _total(usage: Any) -> int | None:
@@ -128,19 +146,13 @@ class OpenAIPassthroughPipe:
         chunk = self._translator.admit(payload)
         if chunk is None:
             return b""
-        found = _MODEL.match(payload)
-        if (
-            found is None
-            or found.group(1).decode("utf-8", "replace") != chunk.get("model")
-            or payload.count(b'"model"') != 1
-        ):
+        spliced = splice_model(payload, chunk.get("model"), self._encoded_alias)
+        if spliced is None:
             return self._encode([chunk])
         usage = chunk.get("usage")
         if usage:
             self.tokens = _total(usage)
-        start, end = found.span(1)
-        alias = self._encoded_alias
-        return b"".join((_DATA, payload[: start - 1], alias, payload[end + 1 :], b"\n\n"))
+        return b"".join((_DATA, spliced, b"\n\n"))
 
     def _give_up(self, buffer: bytes) -> bytes:
         self._general = True

@@ -240,23 +240,29 @@ async def _pump(
     idle = deadlines.idle
     waiting_on_client = False
     # One scope for the whole pump, its deadline moved before each wait: the
-    # per-token cost of a new scope showed in profiles.
-    with trio.CancelScope() as scope:
+    # per-token cost of a new scope showed in profiles, and so did moving a
+    # deadline (a context manager in Trio), hence only when it changes.
+    with trio.CancelScope(deadline=total_at) as scope:
         try:
             while True:
-                idle_at = trio.current_time() + idle if idle else math.inf
-                scope.deadline = min(idle_at, total_at)
+                if idle:
+                    scope.deadline = min(trio.current_time() + idle, total_at)
+                elif waiting_on_client:
+                    scope.deadline = total_at
                 waiting_on_client = False
                 data = await response.next_chunk()
                 if data is None:
                     return pipe.finish()
                 out = pipe.feed(data)
                 if out:
-                    # A client that does not read fills the channel; it gets
-                    # ``stall_timeout``, and cannot pin the upstream past that.
-                    scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
-                    waiting_on_client = True
-                    await sender.send(out)
+                    try:
+                        sender.send_nowait(out)  # the writer keeps up: no deadline to move
+                    except trio.WouldBlock:
+                        # A client that does not read fills the channel; it gets
+                        # ``stall_timeout``, and cannot pin the upstream past that.
+                        scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
+                        waiting_on_client = True
+                        await sender.send(out)
         except GatewayError as err:
             return err.ahead + _stream_failed(ex, err)
     if trio.current_time() >= total_at:

@@ -832,6 +832,7 @@ class Chunks:
     short_p99_ms: float
     short_count: int
     short_failed: int
+    short_failures: dict[str, int]
 
 
 async def _burst(
@@ -897,6 +898,7 @@ def run_chunks(ctx: Context, gateway: Gateway, model: str, name: str, api: str) 
         short_p99_ms=percentile(shorts, 99),
         short_count=len(shorts),
         short_failed=probed.failed,
+        short_failures=probed.reasons,
     )
     log(
         f"{result.target:21} chunks {result.completed}/{result.opened} complete, "
@@ -1359,7 +1361,7 @@ def render(
                 f"{times:>21} {c.max_stall_s:>7.2f} {short:>16}"
             )
             if c.errors or c.short_failed:
-                add(f"    errors {c.errors}, short streams failed {c.short_failed}")
+                add(f"    errors {c.errors}, short streams failed: {c.short_failures}")
 
     if floor is not None or any(r.memory or r.startup for r in targets):
         add("")

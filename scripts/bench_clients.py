@@ -186,6 +186,11 @@ async def _connect(host: str, port: int) -> _Client:
 class TTFTResult:
     ttft: list[float] = field(default_factory=list)  # seconds, one per correct stream
     failed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # probe_ttft: why streams failed
+
+    def fail(self, reason: str) -> None:
+        self.failed += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
 async def measure_ttft(
@@ -358,15 +363,15 @@ async def probe_ttft(
             client = await asyncio.wait_for(_connect(host, port), give_up_after)
             done = client.send(request)
             await asyncio.wait_for(done, give_up_after)
-        except (OSError, TimeoutError):
-            result.failed += 1
+        except (OSError, TimeoutError) as exc:
+            result.fail(type(exc).__name__)
         else:
             parser = client.parser
             if stream_ok(parser.status, bytes(parser.body), tokens):
                 # From before the connect: a new client waits for that too.
                 result.ttft.append(client.first_body_at - started)
             else:
-                result.failed += 1
+                result.fail(f"HTTP {parser.status}: {bytes(parser.body)[:120]!r}")
         if client is not None and client.transport is not None:
             client.transport.close()
         left = every - (time.perf_counter() - started)

@@ -5,6 +5,7 @@ Run it from the repository root with the project's virtualenv::
     .venv/bin/python scripts/bench.py                  # full run, 3 to 4 minutes
     .venv/bin/python scripts/bench.py --quick          # smaller counts, about 70 s
     .venv/bin/python scripts/bench.py --only latency,ttft
+    .venv/bin/python scripts/bench.py --only chunks     # CPU per chunk vs a floor proxy
     .venv/bin/python scripts/bench.py --compare 'litellm --config {config} --port {port}'
     .venv/bin/python scripts/bench.py --only latency --redis     # shared state's cost
     # another tree (git archive OLD | tar -x -C /tmp/old) side by side with this one:
@@ -82,6 +83,17 @@ streams
     ``data: [DONE]``. Streams still open after a bound (40 s) are abandoned.
     The gateway's RSS is sampled every 100 ms (peak reported), and its CPU per
     stream is reported too.
+chunks
+    CPU per relayed chunk against a floor: ``N`` streams (default 1,000) opened
+    at once, 200 chunks each, one per 100 ms, through the **floor**
+    (``scripts/floor_proxy.py``: a Trio TCP proxy that copies bytes both ways,
+    pinned like the gateway), then through the gateway relaying an OpenAI
+    passthrough stream, the Anthropic translation and the Gemini translation
+    (a fresh gateway each). The target's CPU over the burst (the streams'
+    requests included) divided by the token chunks delivered. Also: the
+    burst's first tokens (p50/p99/max from each request's write), the longest
+    silence of any stream between two reads, and the time to first token of
+    short streams (5 tokens) started on new connections every 0.2 s meanwhile.
 rss
     VmRSS (``/proc/<pid>/status``, summed over the process tree) of a freshly
     started gateway: idle (1 s after its first ``/health`` 200, before any
@@ -105,7 +117,10 @@ startup
     the moment it reports its VmRSS after the imports (median of 5); that
     RSS is the memory floor. Both run on the gateway's CPU.
 
-Targets (PASS/MISS in the table): CPU per non-streaming request <= 1.0 ms;
+Targets (PASS/MISS in the table): CPU per chunk <= 1.5x the floor's (OpenAI
+passthrough) and <= 2x (Anthropic, Gemini); the burst's first-token p99 <=
+1.5x the floor's, no stream silent for more than 1 s, short streams' TTFT p50
+<= 20 ms; CPU per non-streaming request <= 1.0 ms;
 added latency p50 <= 1.0 ms and p99 <= 2.0 ms at concurrency 1; added TTFT
 (median) <= 1.5 ms; 1,000 concurrent streams all completed with RSS <= 150 MB;
 startup <= 1.2x the import floor; idle RSS <= floor RSS + 10 MB; RSS after

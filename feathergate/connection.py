@@ -218,9 +218,15 @@ class Connection(TCPServer):
                 # loop must not starve the other tasks.
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
-            # The socket's buffer is full: the rest waits, with the lock held, in
-            # Hypercorn's shielded send (nothing ran in between: the order holds).
-            event = RawData(data[sent:])
+            if sent:
+                # The buffer took part of it: the rest waits in Hypercorn's
+                # shielded send (nothing ran in between, so the order holds),
+                # shielded from its lock on, as a cancel there would leave the
+                # client with part of a chunk and the next bytes after it.
+                with trio.CancelScope(shield=True):
+                    await super().protocol_send(RawData(data[sent:]))
+                return
+            # The buffer is full: Hypercorn's path, as if we had not tried.
         # A response that ends after the client left would start the timer again.
         elif isinstance(event, Updated) and event.idle and self._timer.gone:
             return

@@ -298,3 +298,18 @@ def test_a_completion_off_the_fast_pattern_is_re_encoded(body: bytes) -> None:
 def test_a_completion_that_is_no_object_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(UpstreamProtocolError):
         get_provider("openai").relay_response(body, ctx())
+
+
+def test_usage_the_gateway_asked_for_is_counted_but_not_sent() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    body = {"id": "c", "object": "chat.completion.chunk", "model": "up-model", "choices": []}
+    usage_chunk = b"data: " + json.dumps({**body, "usage": usage}).encode() + b"\n\n"
+    stream = chunk("a") + chunk(None, finish="stop") + usage_chunk + b"data: [DONE]\n\n"
+    for crlf in (False, True):  # the fast path, and the general one
+        data = stream.replace(b"\n", b"\r\n") if crlf else stream
+        for pieces in splits(data):
+            pipe = OpenAIPassthroughPipe(ctx(include_usage=True), strip_usage=True)
+            out = run(pipe, pieces)
+            assert pipe.tokens == 7
+            assert b'"usage"' not in out
+            assert len(events(out)) == 3

@@ -87,12 +87,15 @@ class OpenAIPassthroughPipe:
         "_encoded_alias",
         "_general",
         "_started",
+        "_strip_usage",
         "_translator",
         "tokens",
     )
 
-    def __init__(self, ctx: CallContext) -> None:
+    def __init__(self, ctx: CallContext, *, strip_usage: bool = False) -> None:
         self._translator = OpenAIStreamTranslator(ctx)
+        # Usage the gateway asked for itself (billing), not the client: counted, not sent.
+        self._strip_usage = strip_usage
         self._alias = ctx.alias
         self._encoded_alias = json.dumps(ctx.alias).encode()
         self._decoder = SSEDecoder()
@@ -146,12 +149,15 @@ class OpenAIPassthroughPipe:
         chunk = self._translator.admit(payload)
         if chunk is None:
             return b""
-        spliced = splice_model(payload, chunk.get("model"), self._encoded_alias)
-        if spliced is None:
-            return self._encode([chunk])
         usage = chunk.get("usage")
         if usage:
             self.tokens = _total(usage)
+            if self._strip_usage and not chunk.get("choices"):
+                return b""
+        spliced = splice_model(payload, chunk.get("model"), self._encoded_alias)
+        if spliced is None:
+            chunk["model"] = self._alias
+            return encode_data(chunk)
         return b"".join((_DATA, spliced, b"\n\n"))
 
     def _give_up(self, buffer: bytes) -> bytes:
@@ -171,9 +177,13 @@ class OpenAIPassthroughPipe:
         return self._encode(chunks)
 
     def _encode(self, chunks: list[Chunk]) -> bytes:
+        out = []
         for chunk in chunks:
             chunk["model"] = self._alias
             usage = chunk.get("usage")
             if usage:
                 self.tokens = _total(usage)
-        return b"".join(encode_data(chunk) for chunk in chunks)
+                if self._strip_usage and not chunk.get("choices"):
+                    continue
+            out.append(encode_data(chunk))
+        return b"".join(out)

@@ -104,6 +104,9 @@ class GatewayError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"
     code: ClassVar[str | None] = None
+    # A stream pipe that fails part way through one read sets this to what it
+    # translated before the failure: the client gets those chunks, then the error.
+    ahead: bytes = b""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)

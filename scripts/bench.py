@@ -5,6 +5,7 @@ Run it from the repository root with the project's virtualenv::
     .venv/bin/python scripts/bench.py                  # full run, 3 to 4 minutes
     .venv/bin/python scripts/bench.py --quick          # smaller counts, about 70 s
     .venv/bin/python scripts/bench.py --only latency,ttft
+    .venv/bin/python scripts/bench.py --only chunks     # CPU per chunk vs a floor proxy
     .venv/bin/python scripts/bench.py --compare 'litellm --config {config} --port {port}'
     .venv/bin/python scripts/bench.py --only latency --redis     # shared state's cost
     # another tree (git archive OLD | tar -x -C /tmp/old) side by side with this one:
@@ -92,6 +93,18 @@ embeddings
     256 dimensions (the most OpenAI takes in one request: 122 KB, 2.9 MB). wrk at concurrency
     16, warm-up first, as for cpu. The **ratio** embeddings / chat must not
     exceed 1.
+
+chunks
+    CPU per relayed chunk against a floor: ``N`` streams (default 1,000) opened
+    at once, 200 chunks each, one per 100 ms, through the **floor**
+    (``scripts/floor_proxy.py``: a Trio TCP proxy that copies bytes both ways,
+    pinned like the gateway), then through the gateway relaying an OpenAI
+    passthrough stream, the Anthropic translation and the Gemini translation
+    (a fresh gateway each). The target's CPU over the burst (the streams'
+    requests included) divided by the token chunks delivered. Also: the
+    burst's first tokens (p50/p99/max from each request's write), the longest
+    silence of any stream between two reads, and the time to first token of
+    short streams (5 tokens) started on new connections every 0.2 s meanwhile.
 rss
     VmRSS (``/proc/<pid>/status``, summed over the process tree) of a freshly
     started gateway: idle (1 s after its first ``/health`` 200, before any
@@ -115,7 +128,10 @@ startup
     the moment it reports its VmRSS after the imports (median of 5); that
     RSS is the memory floor. Both run on the gateway's CPU.
 
-Targets (PASS/MISS in the table): CPU per non-streaming request <= 1.0 ms;
+Targets (PASS/MISS in the table): CPU per chunk <= 1.5x the floor's (OpenAI
+passthrough) and <= 2x (Anthropic, Gemini); the burst's first-token p99 <=
+1.5x the floor's, no stream silent for more than 1 s, short streams' TTFT p50
+<= 20 ms; CPU per non-streaming request <= 1.0 ms;
 CPU per embeddings passthrough <= CPU per chat passthrough of the same size;
 added latency p50 <= 1.0 ms and p99 <= 2.0 ms at concurrency 1; added TTFT
 (median) <= 1.5 ms; 1,000 concurrent streams all completed with RSS <= 150 MB;
@@ -148,14 +164,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench_clients import hold_streams, measure_ttft
+from bench_clients import StreamsResult, TTFTResult, hold_streams, measure_ttft, probe_ttft
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LUA = HERE / "bench_post.lua"
 FAKE = HERE / "fake_upstream.py"
+FLOOR_PROXY = HERE / "floor_proxy.py"
 
-SECTIONS = ("latency", "cpu", "embeddings", "ttft", "streams", "rss", "startup")
+SECTIONS = ("latency", "cpu", "embeddings", "ttft", "streams", "chunks", "rss", "startup")
+# The chunks section's targets: the floor proxy, then the gateway per upstream API.
+CHUNK_APIS = ("openai", "anthropic", "gemini")
+CHUNK_TARGETS: dict[str, float] = {"openai": 1.5, "anthropic": 2.0, "gemini": 2.0}  # x floor
+SHORT_TOKENS = 5  # the short streams started during the chunks run
+SHORT_EVERY = 0.2  # seconds between two of them
 CONCURRENCY = (1, 16, 64)
 CPU_JUDGED_AT = 16
 FLOOR_IMPORTS = "trio, hypercorn, quart_trio, httpx, yaml, prometheus_client, click"
@@ -189,14 +211,17 @@ class Plan:
     stream_tokens: int
     stream_interval_ms: int
     stream_bound: float  # seconds before open streams are abandoned
+    chunk_streams: int  # the chunks section: streams opened at once
+    chunk_count: int  # chunks per stream
+    chunk_interval_ms: int
     rss_requests: int
     rss_batches: int
     rss_bound: float  # seconds for all the rss batches together
     starts: int
 
 
-FULL = Plan(8.0, 1.0, 400_000, 200, 1000, 100, 50, 60.0, 20_000, 10, 120.0, 5)
-QUICK = Plan(2.0, 1.0, 100_000, 50, 200, 40, 50, 20.0, 4_000, 4, 30.0, 3)
+FULL = Plan(8.0, 1.0, 400_000, 200, 1000, 100, 50, 60.0, 1000, 200, 100, 20_000, 10, 120.0, 5)
+QUICK = Plan(2.0, 1.0, 100_000, 50, 200, 40, 50, 20.0, 200, 50, 100, 4_000, 4, 30.0, 3)
 """--quick: about 70 s; the default run takes 3 to 4 minutes on 2 cores."""
 
 
@@ -473,6 +498,7 @@ def write_config(
     path: Path,
     upstream: str,
     stream_model: str,
+    chunk_model: str,
     *,
     redis_port: int | None = None,
     limits: dict[str, int] | None = None,
@@ -486,6 +512,11 @@ def write_config(
         for name in (FAST_MODEL, TTFT_MODEL, stream_model, EMBED_MODEL, PADDED_MODEL)
     ]
     models[0]["litellm_params"].update(limits or {})
+    root = upstream.removesuffix("/v1")  # Anthropic and Gemini take the host root
+    for api in CHUNK_APIS:
+        base = upstream if api == "openai" else root
+        params = {"model": f"{api}/{chunk_model}", "api_base": base, "api_key": API_KEY}
+        models.append({"model_name": f"chunks-{api}", "litellm_params": params})
     config: dict[str, Any] = {"model_list": models}
     if redis_port is not None:
         config["router_settings"] = {"redis_host": "127.0.0.1", "redis_port": redis_port}
@@ -684,6 +715,10 @@ class Context:
     @property
     def stream_model(self) -> str:
         return f"bench-{self.plan.stream_interval_ms}ms"
+
+    @property
+    def chunk_model(self) -> str:
+        return f"bench-{self.plan.chunk_interval_ms}ms"
 
 
 def run_load(
@@ -909,6 +944,117 @@ def run_streams(ctx: Context, gateway: Gateway) -> Streams:
 
 
 @dataclass(slots=True)
+class Chunks:
+    """One burst of long streams through one target: CPU per chunk, first tokens, stalls."""
+
+    target: str
+    opened: int
+    completed: int
+    errors: dict[str, int]
+    chunks: int  # token chunks delivered to the clients
+    elapsed_s: float
+    cpu_s: float
+    cpu_us_per_chunk: float
+    cpu_busy: float
+    other_busy: float | None
+    first_p50_ms: float  # first body byte of the burst's streams, from the request's write
+    first_p99_ms: float
+    first_max_ms: float
+    max_stall_s: float  # the longest silence of any stream between two body reads
+    stalls_over_1s: int  # streams with such a silence above 1 s
+    short_p50_ms: float  # short streams started during the burst (new connection each)
+    short_p99_ms: float
+    short_count: int
+    short_failed: int
+    short_failures: dict[str, int]
+
+
+async def _burst(
+    port: int, payload: bytes, short: bytes, plan: Plan, tick: Callable[[], None]
+) -> tuple[StreamsResult, TTFTResult]:
+    stop = asyncio.Event()
+    probing = asyncio.create_task(
+        probe_ttft("127.0.0.1", port, CHAT_PATH, short, SHORT_TOKENS, stop, SHORT_EVERY, 10.0)
+    )
+    bound = plan.chunk_count * plan.chunk_interval_ms / 1000 * 3 + 10
+    try:
+        held = await hold_streams(
+            "127.0.0.1", port, CHAT_PATH, payload, plan.chunk_count, plan.chunk_streams, bound, tick
+        )
+    finally:
+        stop.set()
+    return held, await probing
+
+
+def start_floor(ctx: Context) -> tuple[int, subprocess.Popen[bytes]]:
+    argv = [sys.executable, str(FLOOR_PROXY), "--upstream", str(ctx.upstream_port)]
+    proc = ctx.procs.start(argv, "floor_proxy", ctx.layout.gateway, stdout_pipe=True)
+    line = read_line(proc, 15.0).decode().split()
+    if len(line) != 2 or line[0] != "READY":
+        raise RuntimeError(f"floor proxy said {line!r}: {ctx.procs.tail('floor_proxy')}")
+    return int(line[1]), proc
+
+
+def run_chunks(ctx: Context, gateway: Gateway, model: str, name: str, api: str) -> Chunks:
+    """``chunk_streams`` streams at once, ``chunk_count`` chunks each, through ``gateway``.
+
+    The gateway's CPU is read from /proc around the whole burst (the streams'
+    requests included) and divided by the token chunks delivered.
+    """
+    plan = ctx.plan
+    payload = body(model, tokens=plan.chunk_count, stream=True)
+    short_model = FAST_MODEL
+    short = body(short_model, tokens=SHORT_TOKENS, stream=True)
+    meter = CPUMeter(gateway, ctx.layout)
+    held, probed = asyncio.run(_burst(gateway.port, payload, short, plan, lambda: None))
+    cpu, _, other = meter.stop()
+    firsts = [o.first_byte * 1000 for o in held.outcomes if o.first_byte]
+    gaps = [o.max_gap for o in held.outcomes]
+    shorts = [t * 1000 for t in probed.ttft]
+    delivered = held.tokens
+    result = Chunks(
+        target=f"{name}/{api}",
+        opened=plan.chunk_streams,
+        completed=held.completed,
+        errors=held.errors(),
+        chunks=delivered,
+        elapsed_s=held.elapsed,
+        cpu_s=cpu,
+        cpu_us_per_chunk=cpu * 1e6 / max(1, delivered),
+        cpu_busy=cpu / held.elapsed,
+        other_busy=other,
+        first_p50_ms=statistics.median(firsts) if firsts else math.nan,
+        first_p99_ms=percentile(firsts, 99),
+        first_max_ms=max(firsts, default=math.nan),
+        max_stall_s=max(gaps, default=0.0),
+        stalls_over_1s=sum(1 for g in gaps if g > 1.0),
+        short_p50_ms=statistics.median(shorts) if shorts else math.nan,
+        short_p99_ms=percentile(shorts, 99),
+        short_count=len(shorts),
+        short_failed=probed.failed,
+        short_failures=probed.reasons,
+    )
+    log(
+        f"{result.target:21} chunks {result.completed}/{result.opened} complete, "
+        f"CPU {result.cpu_us_per_chunk:.1f} us/chunk (busy {result.cpu_busy:.0%}), first "
+        f"p50 {result.first_p50_ms:.0f} p99 {result.first_p99_ms:.0f} ms, max stall "
+        f"{result.max_stall_s:.2f} s, short TTFT p50 {result.short_p50_ms:.1f} ms, "
+        f"errors {result.errors}"
+    )
+    return result
+
+
+def run_floor_chunks(ctx: Context) -> Chunks:
+    """The same burst through the floor proxy (OpenAI's stream, no gateway)."""
+    port, proc = start_floor(ctx)
+    floor = Gateway("floor", proc, port, 0.0)
+    try:
+        return run_chunks(ctx, floor, ctx.chunk_model, "floor", "openai")
+    finally:
+        ctx.procs.stop(proc)
+
+
+@dataclass(slots=True)
 class Memory:
     idle_mb: float
     samples: list[tuple[int, float]]  # (requests so far, RSS MB)
@@ -1015,6 +1161,7 @@ class Results:
     streams: Streams | None = None
     memory: Memory | None = None
     startup: Startup | None = None
+    chunks: dict[str, Chunks] = field(default_factory=dict)  # per upstream API (or "floor")
 
 
 def measure_gateway(
@@ -1044,6 +1191,10 @@ def measure_gateway(
     if "streams" in ctx.sections:
         with fresh(ctx, spec) as gateway:
             results.streams = run_streams(ctx, gateway)
+    if "chunks" in ctx.sections:
+        for api in CHUNK_APIS:
+            with fresh(ctx, spec) as gateway:
+                results.chunks[api] = run_chunks(ctx, gateway, f"chunks-{api}", spec.name, api)
     return floor
 
 
@@ -1124,6 +1275,7 @@ def checks(r: Results, direct: Results, floor: Floor | None) -> list[Check]:
                 s.rss_peak_mb <= 150,
             )
         )
+    out += chunk_checks(r, direct.chunks.get("floor"))
     if r.startup is not None and floor is not None:
         ratio = r.startup.median_s / floor.median_s
         out.append(
@@ -1168,6 +1320,55 @@ def checks(r: Results, direct: Results, floor: Floor | None) -> list[Check]:
                 "MB",
                 "<= 1 MB",
                 m.growth_second_half_mb <= 1.0,
+            )
+        )
+    return out
+
+
+def chunk_checks(r: Results, floor: Chunks | None) -> list[Check]:
+    """CPU per chunk against the floor proxy's, and the burst's first tokens and stalls."""
+    out: list[Check] = []
+    if floor is None:
+        return out
+    for api, limit in CHUNK_TARGETS.items():
+        c = r.chunks.get(api)
+        if c is None:
+            continue
+        ratio = c.cpu_us_per_chunk / floor.cpu_us_per_chunk
+        out.append(
+            Check(
+                f"chunk_cpu_{api}_vs_floor",
+                f"CPU per chunk, {api} ({c.cpu_us_per_chunk:.0f} / "
+                f"{floor.cpu_us_per_chunk:.0f} us)",
+                ratio,
+                "x",
+                f"<= {limit:g}x floor",
+                ratio <= limit and c.completed == c.opened,
+            )
+        )
+    c = r.chunks.get("openai")
+    if c is not None:
+        ratio = c.first_p99_ms / floor.first_p99_ms
+        label = f"burst first token p99 ({c.first_p99_ms:.0f} / {floor.first_p99_ms:.0f} ms)"
+        out.append(Check("burst_first_p99_vs_floor", label, ratio, "x", "<= 1.5x", ratio <= 1.5))
+        out.append(
+            Check(
+                "burst_max_stall_s",
+                "burst: longest stall of a stream",
+                c.max_stall_s,
+                "s",
+                "<= 1 s",
+                c.max_stall_s <= 1.0,
+            )
+        )
+        out.append(
+            Check(
+                "burst_short_ttft_p50_ms",
+                "burst: short streams' TTFT p50",
+                c.short_p50_ms,
+                "ms",
+                "<= 20 ms",
+                c.short_p50_ms <= 20.0 and c.short_failed == 0,
             )
         )
     return out
@@ -1306,6 +1507,33 @@ def render(
             f"1 s after {s.rss_after_mb:.1f} MB"
         )
 
+    rows = [c for r in paths for c in r.chunks.values()]
+    if rows:
+        add("")
+        add(
+            f"Bursts of long streams: {plan.chunk_streams} opened at once, {plan.chunk_count} "
+            f"chunks each, one per {plan.chunk_interval_ms} ms; short streams of "
+            f"{SHORT_TOKENS} tokens on new connections every {SHORT_EVERY:g} s meanwhile"
+        )
+        add(
+            f"  {'target':<22} {'done':>9} {'chunks':>7} {'CPU us/chunk':>12} {'x floor':>7} "
+            f"{'busy':>5} {'other':>5} {'first p50/p99/max ms':>21} {'stall s':>7} "
+            f"{'short p50/p99 ms':>16}"
+        )
+        base = direct.chunks.get("floor")
+        for c in rows:
+            times = f"{c.first_p50_ms:.0f}/{c.first_p99_ms:.0f}/{c.first_max_ms:.0f}"
+            ratio = f"{c.cpu_us_per_chunk / base.cpu_us_per_chunk:.2f}" if base else "-"
+            other = f"{c.other_busy:.0%}" if c.other_busy is not None else "-"
+            short = f"{c.short_p50_ms:.1f}/{c.short_p99_ms:.1f}"
+            add(
+                f"  {c.target:<22} {f'{c.completed}/{c.opened}':>9} {c.chunks:>7} "
+                f"{c.cpu_us_per_chunk:>12.1f} {ratio:>7} {c.cpu_busy:>5.0%} {other:>5} "
+                f"{times:>21} {c.max_stall_s:>7.2f} {short:>16}"
+            )
+            if c.errors or c.short_failed:
+                add(f"    errors {c.errors}, short streams failed: {c.short_failures}")
+
     if floor is not None or any(r.memory or r.startup for r in targets):
         add("")
         add("Memory (VmRSS, MB) and startup (spawn -> first health 200)")
@@ -1336,6 +1564,7 @@ def render(
 
     others = [x.other_busy for r in targets for x in r.load.values() if x.other_busy is not None]
     others += [r.streams.other_busy for r in targets if r.streams and r.streams.other_busy]
+    others += [c.other_busy for r in paths for c in r.chunks.values() if c.other_busy]
     if others and max(others) > 0.05:
         add("")
         add(
@@ -1432,6 +1661,8 @@ def to_json(
             value = getattr(r, name)
             if value is not None:
                 out[name] = asdict(value)
+        if r.chunks:
+            out["chunks"] = {api: asdict(c) for api, c in r.chunks.items()}
         return out
 
     document: dict[str, Any] = {
@@ -1584,7 +1815,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.close()
     if failure:
         log(f"{failure.splitlines()[0]} (every child process is stopped)")
-    if not (direct.load or direct.ttft or any(_measured(r) for r in targets)):
+    if not (direct.load or direct.ttft or direct.chunks or any(_measured(r) for r in targets)):
         if failure:
             log(failure)
         return code or 1
@@ -1598,7 +1829,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measured(r: Results) -> bool:
-    return bool(r.load or r.embeddings or r.ttft or r.streams or r.memory or r.startup)
+    return bool(r.load or r.embeddings or r.ttft or r.streams or r.memory or r.startup or r.chunks)
 
 
 def measure_all(
@@ -1621,7 +1852,7 @@ def measure_all(
     direct.command += f" {upstream}"
     ctx = Context(plan, procs, lay, port, upstream_proc.pid, frozenset(args.sections))
     config = workdir / "config.yaml"
-    write_config(config, upstream, ctx.stream_model)
+    write_config(config, upstream, ctx.stream_model, ctx.chunk_model)
     log(f"fake upstream on {upstream}; {lay.note}")
     specs = [feathergate_spec(config, args.workers)]
     if args.compare:
@@ -1632,13 +1863,22 @@ def measure_all(
         # Limits far above what one core can serve: every request is counted, none refused.
         for name, limits in REDIS_TARGETS:
             path = workdir / f"{name}.yaml"
-            write_config(path, upstream, ctx.stream_model, redis_port=redis_port, limits=limits)
+            write_config(
+                path,
+                upstream,
+                ctx.stream_model,
+                ctx.chunk_model,
+                redis_port=redis_port,
+                limits=limits,
+            )
             spec = feathergate_spec(path, args.workers)
             specs.append(replace(spec, name=name, display=f"{spec.display} ({name})"))
     if "latency" in ctx.sections:
         direct.load = run_load(ctx, None, CONCURRENCY)
     if "ttft" in ctx.sections:
         direct.ttft = run_ttft(ctx, port, "direct")
+    if "chunks" in ctx.sections:
+        direct.chunks["floor"] = run_floor_chunks(ctx)
     for spec in specs:
         results = Results(spec.name, spec.display)
         targets.append(results)

@@ -5,7 +5,10 @@
   byte of the response *body* (the first SSE ``data:`` byte; headers alone do
   not count), and checks that every stream ends correctly.
 * :func:`hold_streams` opens many streams at once, one connection each, reads
-  them to the end and counts those that ended correctly.
+  them to the end and counts those that ended correctly; each stream notes its
+  longest silence between two reads of its body (its worst stall).
+* :func:`probe_ttft` runs short streams one after another until told to stop,
+  for the time to first token of new streams while the others run.
 
 A stream "ended correctly" when the status is 200, the body contains every
 expected token (the fake upstream's tokens are the word ``token``), no
@@ -17,6 +20,7 @@ all an HTTP/1.1 server answers a POST with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ __all__ = [
     "TTFTResult",
     "hold_streams",
     "measure_ttft",
+    "probe_ttft",
     "stream_ok",
 ]
 
@@ -132,6 +137,8 @@ class _Client(asyncio.Protocol):
         self.done: asyncio.Future[None] | None = None
         self.sent_at = 0.0
         self.first_body_at = 0.0
+        self.last_body_at = 0.0
+        self.max_gap = 0.0  # the longest wait between two reads that brought body bytes
         self.on_body: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,9 +156,15 @@ class _Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
+        before = len(parser.body)
         parser.feed(data)
+        if len(parser.body) > before:
+            now = time.perf_counter()
+            if self.last_body_at:
+                self.max_gap = max(self.max_gap, now - self.last_body_at)
+            self.last_body_at = now
         if not self.first_body_at and parser.body:
-            self.first_body_at = time.perf_counter()
+            self.first_body_at = self.last_body_at
             if self.on_body is not None:
                 self.on_body()
         if parser.complete and self.done is not None and not self.done.done():
@@ -173,6 +186,11 @@ async def _connect(host: str, port: int) -> _Client:
 class TTFTResult:
     ttft: list[float] = field(default_factory=list)  # seconds, one per correct stream
     failed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # probe_ttft: why streams failed
+
+    def fail(self, reason: str) -> None:
+        self.failed += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
 async def measure_ttft(
@@ -211,6 +229,7 @@ class StreamOutcome:
     tokens: int  # tokens received
     first_byte: float  # seconds from the request's write to the first body byte (0: none)
     duration: float  # seconds from the request's write to the end (0: did not end)
+    max_gap: float = 0.0  # the longest silence between two body reads, in seconds
 
 
 @dataclass(slots=True)
@@ -247,13 +266,14 @@ def _outcome(client: _Client | None, tokens: int, error: str | None) -> StreamOu
     payload = bytes(parser.body)
     first = client.first_body_at - client.sent_at if client.first_body_at else 0.0
     received = payload.count(b" token")
+    gap = client.max_gap
     if error is not None:
-        return StreamOutcome(False, parser.status, error, received, first, 0.0)
+        return StreamOutcome(False, parser.status, error, received, first, 0.0, gap)
     duration = time.perf_counter() - client.sent_at
     if stream_ok(parser.status, payload, tokens):
-        return StreamOutcome(True, parser.status, "", received, first, duration)
+        return StreamOutcome(True, parser.status, "", received, first, duration, gap)
     error = f"HTTP {parser.status}" if parser.status != 200 else "incomplete or error event"
-    return StreamOutcome(False, parser.status, error, received, first, duration)
+    return StreamOutcome(False, parser.status, error, received, first, duration, gap)
 
 
 async def hold_streams(
@@ -316,3 +336,46 @@ async def hold_streams(
         ticking.cancel()
         await asyncio.gather(ticking, return_exceptions=True)
     return StreamsResult(outcomes, all_open, time.perf_counter() - started)
+
+
+async def probe_ttft(
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    tokens: int,
+    stop: asyncio.Event,
+    every: float,
+    give_up_after: float,
+) -> TTFTResult:
+    """Short streams one after another, each on a new connection, until ``stop`` is set.
+
+    A new connection each time: what a new client meets (the accept queue
+    included) while the gateway is busy with other streams. One stream every
+    ``every`` seconds at most; each is given ``give_up_after`` seconds.
+    """
+    request = chat_request(host, port, path, body)
+    result = TTFTResult()
+    while not stop.is_set():
+        started = time.perf_counter()
+        client: _Client | None = None
+        try:
+            client = await asyncio.wait_for(_connect(host, port), give_up_after)
+            done = client.send(request)
+            await asyncio.wait_for(done, give_up_after)
+        except (OSError, TimeoutError) as exc:
+            result.fail(type(exc).__name__)
+        else:
+            parser = client.parser
+            if stream_ok(parser.status, bytes(parser.body), tokens):
+                # From before the connect: a new client waits for that too.
+                result.ttft.append(client.first_body_at - started)
+            else:
+                result.fail(f"HTTP {parser.status}: {bytes(parser.body)[:120]!r}")
+        if client is not None and client.transport is not None:
+            client.transport.close()
+        left = every - (time.perf_counter() - started)
+        if left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), left)
+    return result

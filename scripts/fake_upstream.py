@@ -6,6 +6,9 @@ with an SSE stream of ``chat.completion.chunk`` events ending in
 ``data: [DONE]``. ``POST .../embeddings`` gets one vector per input
 (``dimensions``, default 1536), as base64 float32s or as floats, whichever
 ``encoding_format`` asks for. ``GET`` on any path answers ``{"status":"ok"}``.
+It also speaks just enough Anthropic (``POST .../v1/messages``) and Gemini
+(``POST .../models/M:generateContent`` and ``:streamGenerateContent?alt=sse``,
+CRLF events) for the gateway's translators to be measured the same way.
 
 The stream's shape comes from the request, so that one fake serves every
 benchmark and any gateway in front of it passes the shape through untouched:
@@ -13,6 +16,10 @@ benchmark and any gateway in front of it passes the shape through untouched:
 * ``max_tokens``: the number of content tokens (default ``--tokens``);
 * the model name: a suffix ``-<N>ms`` (``bench-50ms``) sends one token every
   N milliseconds; without it (``bench-fast``) every token is sent at once.
+  For the soak (``scripts/soak.py``), a model named ``...-e<STATUS>``
+  (``bench-e429``) answers that status with an OpenAI error body, one named
+  ``...-hang`` never answers, and a stream of a model named ``...-stall``
+  sends its first chunk and then nothing.
 
 The role chunk goes out with the response headers, in the same write; token
 ``i`` goes out ``i * N`` ms later (scheduled against the stream's start, so
@@ -41,6 +48,8 @@ import sys
 import time
 
 _MODEL_INTERVAL = re.compile(rb"-(\d+)ms$")
+_MODEL_STATUS = re.compile(rb"-e([1-5]\d\d)$")
+_GEMINI_TARGET = re.compile(rb"/models/([^/:?]+):(stream)?generatecontent")
 _MAX_HEAD = 64 * 1024
 
 _STREAM_HEAD = (
@@ -64,8 +73,25 @@ def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def _event(payload: dict[str, object]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+def _event(payload: dict[str, object], event: str = "", end: bytes = b"\n\n") -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(payload, separators=(",", ":")).encode() + end
+
+
+def _status_response(status: int) -> bytes:
+    body = json.dumps(
+        {"error": {"message": f"fake upstream error {status}", "type": "fake", "code": None}}
+    ).encode()
+    extra = b"retry-after: 0\r\n" if status == 429 else b""
+    return (
+        b"HTTP/1.1 %d Fake\r\ncontent-type: application/json\r\n%scontent-length: %d\r\n\r\n%s"
+        % (
+            status,
+            extra,
+            len(body),
+            body,
+        )
+    )
 
 
 def completion_body(model: str, tokens: int) -> bytes:
@@ -104,12 +130,57 @@ def embeddings_body(model: str, inputs: int, dimensions: int, as_base64: bool) -
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+def anthropic_body(model: str, tokens: int) -> bytes:
+    """A complete Anthropic ``message`` with ``tokens`` words of text."""
+    return json.dumps(
+        {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": " ".join(["token"] * tokens)}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 9, "output_tokens": tokens},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def gemini_body(tokens: int) -> bytes:
+    """A complete Gemini ``GenerateContentResponse`` with ``tokens`` words of text."""
+    return json.dumps(
+        {
+            "candidates": [
+                {
+                    "content": {"parts": [{"text": " ".join(["token"] * tokens)}], "role": "model"},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 9,
+                "candidatesTokenCount": tokens,
+                "totalTokenCount": 9 + tokens,
+            },
+            "modelVersion": "fake",
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
 class StreamShape:
     """The prebuilt events of one stream: role chunk, one token event, finish chunk."""
 
     __slots__ = ("finish", "role", "token")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, api: str = "openai") -> None:
+        if api == "anthropic":
+            self._anthropic(model)
+            return
+        if api == "gemini":
+            self._gemini()
+            return
         base: dict[str, object] = {
             "id": "chatcmpl-fake0000000000000000000000",
             "object": "chat.completion.chunk",
@@ -126,6 +197,63 @@ class StreamShape:
         self.token = chunk({"content": " token"}, None)
         self.finish = chunk({}, "stop") + _chunked(_DONE) + b"0\r\n\r\n"
 
+    def _anthropic(self, model: str) -> None:
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 9, "output_tokens": 1},
+        }
+        block = {"type": "text", "text": ""}
+        self.role = _chunked(
+            _event({"type": "message_start", "message": message}, "message_start")
+            + _event(
+                {"type": "content_block_start", "index": 0, "content_block": block},
+                "content_block_start",
+            )
+        )
+        delta = {"type": "text_delta", "text": " token"}
+        self.token = _chunked(
+            _event(
+                {"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta"
+            )
+        )
+        stop = {"stop_reason": "end_turn", "stop_sequence": None}
+        self.finish = (
+            _chunked(
+                _event({"type": "content_block_stop", "index": 0}, "content_block_stop")
+                + _event(
+                    {"type": "message_delta", "delta": stop, "usage": {"output_tokens": 1}},
+                    "message_delta",
+                )
+                + _event({"type": "message_stop"}, "message_stop")
+            )
+            + b"0\r\n\r\n"
+        )
+
+    def _gemini(self) -> None:
+        def item(text: str, finish: bool) -> dict[str, object]:
+            candidate: dict[str, object] = {
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "index": 0,
+            }
+            if finish:
+                candidate["finishReason"] = "STOP"
+            out: dict[str, object] = {"candidates": [candidate], "modelVersion": "fake"}
+            if finish:
+                usage = {"promptTokenCount": 9, "candidatesTokenCount": 1, "totalTokenCount": 10}
+                out["usageMetadata"] = usage
+            return out
+
+        crlf = b"\r\n\r\n"
+        self.role = _chunked(_event(item("", False), end=crlf))
+        self.token = _chunked(_event(item(" token", False), end=crlf))
+        self.finish = _chunked(_event(item("", True), end=crlf)) + b"0\r\n\r\n"
+
 
 class Upstream:
     """Shared state: the prebuilt responses, per model name and token count."""
@@ -133,14 +261,19 @@ class Upstream:
     def __init__(self, default_tokens: int) -> None:
         self.default_tokens = default_tokens
         self._json: dict[tuple[bytes, int], bytes] = {}
-        self._shapes: dict[bytes, StreamShape] = {}
+        self._shapes: dict[tuple[bytes, str], StreamShape] = {}
         self._embeddings: dict[tuple[bytes, int, int, bool], bytes] = {}
 
-    def json_response(self, model: bytes, tokens: int) -> bytes:
-        key = (model, tokens)
+    def json_response(self, model: bytes, tokens: int, api: str = "openai") -> bytes:
+        key = (model + api.encode(), tokens)
         response = self._json.get(key)
         if response is None:
-            body = completion_body(model.decode(), tokens)
+            if api == "anthropic":
+                body = anthropic_body(model.decode(), tokens)
+            elif api == "gemini":
+                body = gemini_body(tokens)
+            else:
+                body = completion_body(model.decode(), tokens)
             response = self._json[key] = (
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n%s" % (len(body), body)
@@ -160,10 +293,10 @@ class Upstream:
             )
         return response
 
-    def shape(self, model: bytes) -> StreamShape:
-        shape = self._shapes.get(model)
+    def shape(self, model: bytes, api: str = "openai") -> StreamShape:
+        shape = self._shapes.get((model, api))
         if shape is None:
-            shape = self._shapes[model] = StreamShape(model.decode())
+            shape = self._shapes[(model, api)] = StreamShape(model.decode(), api)
         return shape
 
 
@@ -228,22 +361,46 @@ class Connection(asyncio.Protocol):
         if path.endswith(b"/embeddings"):
             self._embed(body, transport)
             return
-        if not path.endswith(b"/chat/completions"):
+        gemini = _GEMINI_TARGET.search(target[1]) if len(target) >= 2 else None
+        if path.endswith(b"/chat/completions"):
+            api = "openai"
+        elif path.endswith(b"/messages"):
+            api = "anthropic"
+        elif gemini is not None:
+            api = "gemini"
+        else:
             transport.write(_NOT_FOUND)
             return
         try:
             request = json.loads(body)
-            model = str(request.get("model") or "fake").encode()
-            tokens = int(request.get("max_tokens") or self.upstream.default_tokens)
-            stream = bool(request.get("stream"))
+            if gemini is not None:
+                model = gemini.group(1)
+                config = request.get("generationConfig") or {}
+                tokens = int(config.get("maxOutputTokens") or self.upstream.default_tokens)
+                stream = gemini.group(2) is not None
+            else:
+                model = str(request.get("model") or "fake").encode()
+                tokens = int(request.get("max_tokens") or self.upstream.default_tokens)
+                stream = bool(request.get("stream"))
         except (ValueError, TypeError, AttributeError):
             transport.write(_BAD)
             transport.close()
             return
-        if not stream:
-            transport.write(self.upstream.json_response(model, tokens))
+        status = _MODEL_STATUS.search(model)
+        if status is not None:
+            transport.write(_status_response(int(status.group(1))))
             return
-        shape = self.upstream.shape(model)
+        if model.endswith(b"-hang"):
+            self.streaming = True  # holds the connection: nothing more is answered on it
+            return
+        if not stream:
+            transport.write(self.upstream.json_response(model, tokens, api))
+            return
+        shape = self.upstream.shape(model, api)
+        if model.endswith(b"-stall"):
+            transport.write(_STREAM_HEAD + shape.role + shape.token)
+            self.streaming = True
+            return
         match = _MODEL_INTERVAL.search(model)
         interval = int(match.group(1)) / 1000 if match else 0.0
         if interval <= 0 or tokens <= 0:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from feathergate.errors import UpstreamStatusError
-from feathergate.operations.base import Answer, ClientRequest
+from feathergate.errors import GatewayError, UpstreamStatusError
+from feathergate.operations.base import Answer, ClientRequest, StreamPipe
 from feathergate.providers import get_provider
 from feathergate.providers.base import (
     CallContext,
@@ -46,7 +46,14 @@ class ChatPipe:
 
     def feed(self, data: bytes) -> bytes:
         translator = self._translator
-        return self._encode([c for e in self._decoder.feed(data) for c in translator.feed(e)])
+        chunks: list[Chunk] = []
+        try:
+            for event in self._decoder.feed(data):
+                chunks += translator.feed(event)
+        except GatewayError as err:
+            err.ahead = self._encode(chunks)  # what came before the error in this read
+            raise
+        return self._encode(chunks)
 
     def finish(self) -> bytes:
         translator = self._translator
@@ -70,12 +77,22 @@ class ChatOperation:
         return self.provider.build_request(request.body, ctx)
 
     def parse_response(self, body: bytes, request: ClientRequest, ctx: CallContext) -> Answer:
+        # A provider may hand the client's bytes over itself (OpenAI's passthrough).
+        own = getattr(self.provider, "relay_response", None)
+        relayed = own(body, ctx) if own is not None else None
+        if relayed is not None:
+            payload, completion = relayed
+            return Answer(payload, usage_of(completion.get("usage")))
         completion = self.provider.parse_response(body, ctx)
         return Answer(json.dumps(completion).encode(), usage_of(completion.get("usage")))
 
-    def stream(self, request: ClientRequest, ctx: CallContext) -> ChatPipe:
+    def stream(self, request: ClientRequest, ctx: CallContext) -> StreamPipe:
         # Usage asked upstream for billing only (virtual keys) is not the client's.
-        return ChatPipe(self.provider, ctx, strip_usage=getattr(request, "strip_usage", False))
+        strip = bool(getattr(request, "strip_usage", False))
+        # A provider may relay its stream its own way (OpenAI's passthrough: bytes).
+        own = getattr(self.provider, "stream_pipe", None)
+        pipe: StreamPipe | None = own(ctx, strip_usage=strip) if own is not None else None
+        return pipe if pipe is not None else ChatPipe(self.provider, ctx, strip_usage=strip)
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes

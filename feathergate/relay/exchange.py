@@ -270,11 +270,13 @@ async def _stream(
             data: bytes | None = await _timed(
                 response.next_chunk(), first_at, total_at, "first_token", attempt.deadlines
             )
-            if data is None:
-                ended = True
-                first = pipe.finish()
-            else:
-                first = pipe.feed(data)
+            try:
+                first = pipe.finish() if data is None else pipe.feed(data)
+            except GatewayError as err:
+                if not err.ahead:
+                    raise  # nothing for the client yet: a plain HTTP error, retryable
+                first, data = err.ahead + _stream_failed(ex, err), None
+            ended = data is None
         upstream_first = ex.first_byte = trio.current_time()
         ex.tokens = pipe.tokens
         ex.chunks += first.count(b"\n\n")
@@ -337,12 +339,15 @@ async def _pump(
     idle = deadlines.idle
     waiting_on_client = False
     # One scope for the whole pump, its deadline moved before each wait: the
-    # per-token cost of a new scope showed in profiles.
-    with trio.CancelScope() as scope:
+    # per-token cost of a new scope showed in profiles, and so did moving a
+    # deadline (a context manager in Trio), hence only when it changes.
+    with trio.CancelScope(deadline=total_at) as scope:
         try:
             while True:
-                idle_at = trio.current_time() + idle if idle else math.inf
-                scope.deadline = min(idle_at, total_at)
+                if idle:
+                    scope.deadline = min(trio.current_time() + idle, total_at)
+                elif waiting_on_client:
+                    scope.deadline = total_at
                 waiting_on_client = False
                 data = await response.next_chunk()
                 if data is None:
@@ -350,13 +355,16 @@ async def _pump(
                 out = pipe.feed(data)
                 if out:
                     ex.chunks += out.count(b"\n\n")  # what a client that leaves is billed for
-                    # A client that does not read fills the channel; it gets
-                    # ``stall_timeout``, and cannot pin the upstream past that.
-                    scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
-                    waiting_on_client = True
-                    await sender.send(out)
+                    try:
+                        sender.send_nowait(out)  # the writer keeps up: no deadline to move
+                    except trio.WouldBlock:
+                        # A client that does not read fills the channel; it gets
+                        # ``stall_timeout``, and cannot pin the upstream past that.
+                        scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
+                        waiting_on_client = True
+                        await sender.send(out)
         except GatewayError as err:
-            return _stream_failed(ex, err)
+            return err.ahead + _stream_failed(ex, err)
     if trio.current_time() >= total_at:
         return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
     if waiting_on_client:

@@ -15,12 +15,23 @@ from feathergate.catalog import CATALOG
 from feathergate.errors import UpstreamProtocolError, UpstreamStatusError
 from feathergate.providers.base import CallContext, Completion, UpstreamRequest
 from feathergate.providers.openai.errors import map_openai_error
+from feathergate.providers.openai.pipe import OpenAIPassthroughPipe, splice_model
 from feathergate.providers.openai.stream import OpenAIStreamTranslator
 from feathergate.providers.outgoing import json_request
 
 __all__ = ["AzureProvider", "OpenAIProvider"]
 
 _DEFAULT_AZURE_VERSION = "2024-10-21"
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise UpstreamProtocolError("upstream sent a response that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError("upstream sent a response that is not a JSON object")
+    return data
 
 
 class OpenAIProvider:
@@ -47,17 +58,33 @@ class OpenAIProvider:
         )
 
     def parse_response(self, body: bytes, ctx: CallContext) -> Completion:
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise UpstreamProtocolError("upstream sent a response that is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamProtocolError("upstream sent a response that is not a JSON object")
+        data = _parse(body)
         data["model"] = ctx.alias
         return data
 
+    def relay_response(self, body: bytes, ctx: CallContext) -> tuple[bytes, Completion] | None:
+        """The client's body: the upstream's bytes with the alias spliced in, and its object.
+
+        None for a subclass that parses its own way. Re-encoding cost as much
+        as parsing, and changed the bytes (number spellings, escapes) for nothing.
+        """
+        if type(self).parse_response is not OpenAIProvider.parse_response:
+            return None
+        data = _parse(body)
+        spliced = splice_model(body, data.get("model"), json.dumps(ctx.alias).encode())
+        data["model"] = ctx.alias
+        return (spliced if spliced is not None else json.dumps(data).encode()), data
+
     def stream_translator(self, ctx: CallContext) -> OpenAIStreamTranslator:
         return OpenAIStreamTranslator(ctx)
+
+    def stream_pipe(
+        self, ctx: CallContext, *, strip_usage: bool = False
+    ) -> OpenAIPassthroughPipe | None:
+        """Bytes in, bytes out (``pipe.py``), unless a subclass translates its own way."""
+        if type(self).stream_translator is not OpenAIProvider.stream_translator:
+            return None
+        return OpenAIPassthroughPipe(ctx, strip_usage=strip_usage)
 
     def map_error(
         self, status: int, headers: Mapping[str, str], body: bytes

@@ -19,6 +19,10 @@ from feathergate.sse import SSEEvent
 __all__ = ["OpenAIStreamTranslator"]
 
 
+def _text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
 class OpenAIStreamTranslator:
     __slots__ = ("_alias", "_done", "_finished", "_include_usage")
 
@@ -29,42 +33,56 @@ class OpenAIStreamTranslator:
         self._finished = False
 
     def feed(self, event: SSEEvent) -> list[Chunk]:
-        data = event.data
-        if data == "[DONE]":
+        chunk = self.admit(event.data)
+        if chunk is None:
+            return []
+        chunk["model"] = self._alias
+        return [chunk]
+
+    def admit(self, data: str | bytes) -> Chunk | None:
+        """The chunk of one event's data if the client gets it (``model`` not yet set), else None.
+
+        Takes the data as bytes too: the passthrough pipe (``pipe.py``) hands
+        its ``data:`` lines over undecoded.
+        """
+        if data == "[DONE]" or data == b"[DONE]":
             self._done = True
-            return []
+            return None
         if self._done or not data:
-            return []
+            return None
         try:
             chunk = json.loads(data)
         except (ValueError, RecursionError):
             raise UpstreamProtocolError(
-                f"upstream sent a malformed stream event: {data[:200]!r}"
+                f"upstream sent a malformed stream event: {_text(data)[:200]!r}"
             ) from None
         if not isinstance(chunk, dict):
             raise UpstreamProtocolError("upstream sent a stream event that is not an object")
         if "error" in chunk:
             status = chunk["error"].get("code") if isinstance(chunk["error"], dict) else None
             raise map_openai_error(
-                status if isinstance(status, int) and status >= 400 else 500, {}, data.encode()
+                status if isinstance(status, int) and status >= 400 else 500,
+                {},
+                data if isinstance(data, bytes) else data.encode(),
             )
         try:
-            return self._relay(chunk)
+            return chunk if self._relay(chunk) else None
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             # `"choices": [1]` and the like: the client's SDK could not read it either.
-            raise UpstreamProtocolError(f"upstream sent a malformed chunk: {data[:200]!r}") from exc
+            raise UpstreamProtocolError(
+                f"upstream sent a malformed chunk: {_text(data)[:200]!r}"
+            ) from exc
 
-    def _relay(self, chunk: dict[str, Any]) -> list[Chunk]:
+    def _relay(self, chunk: dict[str, Any]) -> bool:
         choices = chunk.get("choices")
         if not choices:
             if chunk.get("usage") is None or not self._include_usage:
-                return []
+                return False
         else:
             for choice in choices:
                 if choice.get("finish_reason"):
                     self._finished = True
-        chunk["model"] = self._alias
-        return [chunk]
+        return True
 
     def finish(self) -> list[Chunk]:
         if not (self._done or self._finished):

@@ -476,14 +476,16 @@ class GatewaySpec:
             time.sleep(0.002)
 
 
-def feathergate_spec(config: Path, workers: int) -> GatewaySpec:
+def feathergate_spec(config: Path, workers: int, log_level: str = "warning") -> GatewaySpec:
+    """``warning`` leaves the access log out; ``info`` (the default when serving) writes it."""
+
     def argv(port: int) -> list[str]:
         args = [sys.executable, "-m", "feathergate", "serve", "--config", str(config)]
-        args += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+        args += ["--bind", f"127.0.0.1:{port}", "--log-level", log_level]
         return [*args, "--workers", str(workers)] if workers != 1 else args
 
     display = "python -m feathergate serve --config CONFIG --bind 127.0.0.1:PORT"
-    return GatewaySpec("feathergate", argv, "/health", display + " --log-level warning")
+    return GatewaySpec("feathergate", argv, "/health", display + f" --log-level {log_level}")
 
 
 def compare_spec(command: str, config: Path, upstream: str, health: str) -> GatewaySpec:
@@ -1759,6 +1761,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=1, help="passed to feathergate serve")
     parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also measure the gateway with its access log on (--log-level info)",
+    )
+    parser.add_argument(
         "--redis",
         action="store_true",
         help="also measure shared state on a local redis-server, without and with rpm/tpm",
@@ -1855,6 +1862,9 @@ def measure_all(
     write_config(config, upstream, ctx.stream_model, ctx.chunk_model)
     log(f"fake upstream on {upstream}; {lay.note}")
     specs = [feathergate_spec(config, args.workers)]
+    if args.access_log:  # the same gateway with its access log on (--log-level info)
+        spec = feathergate_spec(config, args.workers, "info")
+        specs.append(replace(spec, name="access-log", display=f"{spec.display} (access log)"))
     if args.compare:
         specs.append(compare_spec(args.compare, config, upstream, args.compare_health))
     if args.redis:

@@ -312,6 +312,6 @@ def test_usage_the_gateway_asked_for_is_counted_but_not_sent() -> None:
             pipe = OpenAIPassthroughPipe(ctx(include_usage=True), strip_usage=True)
             out = run(pipe, pieces)
             assert pipe.tokens is not None
-    assert pipe.tokens.total == 7
+            assert pipe.tokens.total == 7
             assert b'"usage"' not in out
             assert len(events(out)) == 3

@@ -14,7 +14,7 @@ from feathergate.clientjson import dumps
 from feathergate.config import Deployment
 from feathergate.providers.base import UpstreamRequest
 
-__all__ = ["json_request"]
+__all__ = ["json_request", "request_headers"]
 
 
 def json_request(
@@ -33,8 +33,16 @@ def json_request(
     ``ascii`` and ``pieces``: see :func:`feathergate.clientjson.dumps`; the
     OpenAI passthrough leaves a lone surrogate to the upstream to judge.
     """
+    content = dumps(payload, source, ascii=ascii, pieces=pieces)
+    return UpstreamRequest(url, request_headers(deployment, headers), content)
+
+
+def request_headers(deployment: Deployment, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A JSON POST's headers: ``headers``, then the deployment's ``extra_headers``.
+
+    The deployment's word wins, without duplicates (names are lower-cased).
+    """
     merged = {"content-type": "application/json", **headers}
     for name, value in deployment.extra_headers:
         merged[name.lower()] = value
-    content = dumps(payload, source, ascii=ascii, pieces=pieces)
-    return UpstreamRequest(url, list(merged.items()), content)
+    return list(merged.items())

@@ -24,7 +24,7 @@ from feathergate.providers.gemini.response import map_error, parse_response
 from feathergate.providers.gemini.stream import GeminiStreamTranslator
 from feathergate.providers.outgoing import json_request
 
-__all__ = ["DEFAULT_API_BASE", "DEFAULT_API_VERSION", "GeminiProvider", "model_url"]
+__all__ = ["DEFAULT_API_BASE", "DEFAULT_API_VERSION", "GeminiProvider", "key_headers", "model_url"]
 
 DEFAULT_API_BASE = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
@@ -40,13 +40,18 @@ def model_url(deployment: Deployment, *, stream: bool) -> str:
     return f"{base}/models/{model}:{method}"
 
 
+def key_headers(dep: Deployment) -> dict[str, str]:
+    """The deployment's key, as Gemini takes it (never in the URL)."""
+    return {"x-goog-api-key": dep.api_key.value} if dep.api_key.value else {}
+
+
 class GeminiProvider:
     name = PROVIDER
 
     def build_request(self, body: dict[str, Any], ctx: CallContext) -> UpstreamRequest:
         dep = ctx.deployment
         payload = build_body(body, ctx)
-        headers = {"x-goog-api-key": dep.api_key.value} if dep.api_key.value else {}
+        headers = key_headers(dep)
         url = model_url(dep, stream=ctx.stream)
         return json_request(
             url, payload, source=body, deployment=dep, headers=headers, pieces=ctx.large_body

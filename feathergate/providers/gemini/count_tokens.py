@@ -20,10 +20,11 @@ from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.ingress.anthropic.to_chat import translation
 from feathergate.operations.base import Answer, StreamPipe
 from feathergate.providers.base import CallContext, UpstreamRequest
-from feathergate.providers.gemini.adapter import model_url
+from feathergate.providers.gemini.adapter import key_headers, model_url
 from feathergate.providers.gemini.messages import remote_image_urls
 from feathergate.providers.gemini.request import build_body
 from feathergate.providers.gemini.response import map_error
+from feathergate.providers.outgoing import request_headers
 
 __all__ = ["GeminiCountTokens", "count_tokens"]
 
@@ -39,14 +40,9 @@ class GeminiCountTokens:
             key: value for key, value in build_body(chat, ctx).items() if key != "generationConfig"
         }
         generate["model"] = "models/" + dep.model.removeprefix("models/")
-        headers = {"content-type": "application/json"}
-        if dep.api_key.value:
-            headers["x-goog-api-key"] = dep.api_key.value
-        for name, value in dep.extra_headers:
-            headers[name.lower()] = value
         url = model_url(dep, stream=False).removesuffix(":generateContent") + ":countTokens"
         content = json.dumps({"generateContentRequest": generate}, separators=(",", ":")).encode()
-        return UpstreamRequest(url, list(headers.items()), content)
+        return UpstreamRequest(url, request_headers(dep, key_headers(dep)), content)
 
     def parse_response(self, body: bytes, request: MessagesRequest, ctx: CallContext) -> Answer:
         try:

@@ -53,8 +53,9 @@ from feathergate.operations.embeddings import (
     to_base64,
 )
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage
-from feathergate.providers.gemini.adapter import model_url
+from feathergate.providers.gemini.adapter import key_headers, model_url
 from feathergate.providers.gemini.response import map_error
+from feathergate.providers.outgoing import request_headers
 
 __all__ = ["BATCH_SIZE", "CONCURRENCY", "GeminiEmbeddings", "embeddings"]
 
@@ -63,15 +64,6 @@ CONCURRENCY = 8  # batch calls in flight per client request (2,048 inputs: 21 ca
 
 _HANDLED = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 _EXTENSIONS = {"task_type": "taskType", "title": "title"}  # LiteLLM's names -> Gemini's
-
-
-def _headers(dep: Deployment) -> list[tuple[str, str]]:
-    headers = {"content-type": "application/json"}
-    if dep.api_key.value:
-        headers["x-goog-api-key"] = dep.api_key.value
-    for name, value in dep.extra_headers:
-        headers[name.lower()] = value  # the deployment's word wins, without duplicates
-    return list(headers.items())
 
 
 def _entry_fields(request: EmbeddingsRequest, dep: Deployment) -> dict[str, Any]:
@@ -139,7 +131,7 @@ class GeminiEmbeddings:
         model = "models/" + dep.model.removeprefix("models/")
         fields = _entry_fields(request, dep)
         url = model_url(dep, stream=False).removesuffix(":generateContent") + ":batchEmbedContents"
-        headers = _headers(dep)
+        headers = request_headers(dep, key_headers(dep))
         requests = []
         for start in range(0, len(texts), BATCH_SIZE):
             entries = [

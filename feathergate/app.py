@@ -19,11 +19,11 @@ from feathergate import metrics
 from feathergate.config import Config
 from feathergate.early_response import wait_for_body
 from feathergate.errors import GatewayError, ModelNotFound, RouteError, error_response
-from feathergate.gateway import REQUEST_ID, Gateway, Runtime, check_credentials
+from feathergate.gateway import REQUEST_ID, Gateway, Runtime, check_scope
 from feathergate.health.report import health_report
 from feathergate.keys.admin import admin_blueprint
 from feathergate.lastresort import internal_error
-from feathergate.typing import ASGIApp
+from feathergate.typing import ASGIApp, Scope
 
 if TYPE_CHECKING:
     from feathergate.observability.tracing import Tracing
@@ -79,19 +79,13 @@ def build_quart(runtime: Runtime) -> Quart:
     @app.before_request
     async def authenticate() -> Response | None:
         if request.path.startswith("/v1/") or request.path.startswith("/models"):
-            # The raw bytes, as the chat route sees them: Quart's headers are
-            # latin-1 text, and encoding that as UTF-8 changed a non-ASCII key.
-            raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
             try:
                 if runtime.keys is not None:
                     await runtime.keys.identify(request.scope["headers"])
                 else:
-                    # x-api-key too: Anthropic's SDKs (and Claude Code's model discovery) send it
-                    check_credentials(
-                        runtime.config,
-                        raw,
-                        next((v for k, v in request.scope["headers"] if k == b"x-api-key"), None),
-                    )
+                    # The raw bytes, as the relayed routes see them (Quart's headers are
+                    # latin-1 text); x-api-key too: Anthropic's SDKs and Claude Code send it.
+                    check_scope(runtime.config, cast(Scope, request.scope), api_key_header=True)
             except GatewayError as err:
                 return _error(err)
         return None

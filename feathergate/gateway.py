@@ -62,7 +62,14 @@ from feathergate.upstream import UpstreamPool
 if TYPE_CHECKING:
     pass
 
-__all__ = ["REQUEST_ID", "Gateway", "Runtime", "check_credentials", "check_master_key"]
+__all__ = [
+    "REQUEST_ID",
+    "Gateway",
+    "Runtime",
+    "check_credentials",
+    "check_master_key",
+    "check_scope",
+]
 
 # Completion ids: unique per process start, without uuid4's cost per request.
 _ID_PREFIX = secrets.token_hex(6)
@@ -114,8 +121,9 @@ def _key_label(config: Config) -> str | None:
     return "master" if config.server.master_key else None
 
 
-def _authenticate(config: Config, scope: Scope, endpoint: Endpoint) -> None:
-    api_key = _header(scope, b"x-api-key") if endpoint.api_key_header else None
+def check_scope(config: Config, scope: Scope, *, api_key_header: bool) -> None:
+    """The master key check on a request's raw header bytes (every route, every front door)."""
+    api_key = _header(scope, b"x-api-key") if api_key_header else None
     check_credentials(config, _header(scope, b"authorization"), api_key)
 
 
@@ -202,7 +210,7 @@ class Gateway:
         try:
             try:
                 if seam is None:
-                    _authenticate(gen.config, scope, endpoint)
+                    check_scope(gen.config, scope, api_key_header=endpoint.api_key_header)
                     key = _key_label(gen.config)
                 else:  # virtual keys: the master key is one of them
                     await seam.identify(scope["headers"])

@@ -37,6 +37,7 @@ from feathergate.errors import (
 from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.operations.base import Answer
 from feathergate.providers.anthropic.adapter import ANTHROPIC_VERSION, messages_url
+from feathergate.providers.anthropic.response import header_value
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.splice import parse_members, splice
 from feathergate.sse import SSEDecoder, SSEEvent
@@ -130,8 +131,7 @@ def _map_error(status: int, headers: Mapping[str, str], body: bytes) -> Upstream
     if not isinstance(error, dict):
         text = body.decode("utf-8", "replace").strip()[:500]
         error = {"message": text or f"anthropic answered HTTP {status}"}
-    retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    return passthrough_error(status, error, retry_after)
+    return passthrough_error(status, error, header_value(headers, "retry-after"))
 
 
 class PassthroughPipe:

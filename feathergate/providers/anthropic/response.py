@@ -24,6 +24,7 @@ __all__ = [
     "FINISH_REASONS",
     "error_from_event",
     "finish_reason",
+    "header_value",
     "map_anthropic_error",
     "parse_message",
     "translate_message",
@@ -143,7 +144,8 @@ def parse_message(body: bytes, ctx: CallContext) -> Completion:
         raise UpstreamProtocolError(f"anthropic sent a malformed message ({exc!r})") from None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """``name`` (lower-case) in ``headers``, whatever case they were written in."""
     for key, value in headers.items():
         if key.lower() == name:
             return value
@@ -177,7 +179,7 @@ def map_anthropic_error(
     error = data.get("error") if isinstance(data, dict) else None
     text = body.decode("utf-8", "replace").strip()[:500]
     fallback = text or f"anthropic answered HTTP {status}"
-    return _error(status, error, _header(headers, "retry-after"), fallback)
+    return _error(status, error, header_value(headers, "retry-after"), fallback)
 
 
 def error_from_event(data: Mapping[str, Any]) -> UpstreamStatusError:

@@ -415,7 +415,7 @@ async def test_the_pool_shares_origins_and_refuses_what_it_cannot_call() -> None
 
 
 def test_the_connection_limit_is_a_feathergate_setting() -> None:
-    assert parse_config({}).server.upstream_max_connections == 1000
+    assert parse_config({}).server.upstream_max_connections == 10_000
     with pytest.raises(ConfigError, match="upstream_max_connections"):
         parse_config({"feathergate_settings": {"upstream_max_connections": -1}})
 

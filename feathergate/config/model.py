@@ -130,7 +130,9 @@ class ServerSettings:
     tcp_user_timeout: float | None = 30.0
     client_stall_timeout: float = 30.0
     max_messages: int = 100_000  # per request; Anthropic's documented ceiling
-    upstream_max_connections: int = 1000  # per upstream origin, like LiteLLM's clients
+    # Per upstream origin. LiteLLM's clients allow 1,000: at that many live
+    # streams to one origin, every new request would wait for one to end.
+    upstream_max_connections: int = 10_000
     # Image URLs may reach these despite the address policy (feathergate.address_policy).
     image_url_allowed_hosts: tuple[str, ...] = ()
     image_url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "HTTP1Response", "HTTP1Transport"]
 _READ = 65536
 # LiteLLM's own upstream clients allow 1000 (httpx's default of 100 would cap an
 # origin at 100 concurrent streams, each of which may last minutes).
-DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_CONNECTIONS = 10_000
 
 
 _SOCKET_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)

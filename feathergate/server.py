@@ -259,8 +259,48 @@ def per_worker(config: Config, workers: int, *, quiet: bool = False) -> Config:
     return replace(config, deployments=deployments)
 
 
+# Above this a soft limit is left alone: enough for any one process, and what
+# Go's runtime and systemd's default hard limit (524288) stay within.
+MAX_OPEN_FILES = 1 << 20
+FEW_OPEN_FILES = 4096  # below this, a warning: about 2,000 streams at most
+
+
+def raise_open_files() -> int:
+    """Lift the soft limit on open files to the hard one; returns the limit now in force.
+
+    Each stream holds two sockets (the client's and the upstream's), and the
+    soft limit most systems start a process with (1024) would cap a gateway
+    at about 500 streams, the rest failing with EMFILE at the accept or the
+    connect. Raising the soft limit up to the hard one needs no privilege (Go
+    does it for every program; nginx has ``worker_rlimit_nofile``). Workers
+    inherit it.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # a platform cap below the hard limit (macOS)
+            pass
+    if soft != resource.RLIM_INFINITY and soft < FEW_OPEN_FILES:
+        log.warning(
+            "the open-file limit is %d (hard limit %d): about %d concurrent streams at most; "
+            "raise it (ulimit -n, systemd's LimitNOFILE)",
+            soft,
+            hard,
+            soft // 2,
+        )
+    return int(soft)
+
+
 def run(config: Config, bind: Bind, workers: int = 1, log_level: str = "info") -> None:
     """Serve ``config`` on ``bind`` with ``workers`` processes until signalled."""
+    raise_open_files()
     sockets = make_sockets(bind, config)
     port = sockets.insecure_sockets[0].getsockname()[1]  # for port 0, the one the kernel chose
     at = Bind(bind.host, port)

@@ -45,6 +45,19 @@ the buffer is full, or another write is under way, does it take Hypercorn's
 path. Together these were about a third of the gateway's CPU per streamed
 chunk (issue #15).
 
+And it hands each HTTP request a way to write its streamed body without the
+ASGI send path (``scope["extensions"]``, see :mod:`feathergate.typing`): once
+a response's head is out through ASGI, each further piece is framed here (as
+h11 would: a chunk, or raw bytes for an HTTP/1.0 client) and written with one
+``write(2)``. Hypercorn's ``app_send``, h11's state machine and its event
+objects cost more per streamed chunk than the write itself, and for a body
+piece they change no state (h11's chunked writer only frames). The end of the
+body still goes through ASGI, so h11 and Hypercorn close the response as
+usual. Unlike Hypercorn's send, which is shielded and has no deadline, a
+piece the socket cannot take at once is awaited under the caller's cancel
+scope; cancelled with part of it written, the connection is aborted (a reset,
+so a client that stopped reading frees its socket at once).
+
 ``worker_serve`` builds its connections from a module global, which
 :func:`install` points at this class, after checking that Hypercorn still has
 the shape this class was written against (hence the pin ``hypercorn<0.19`` in
@@ -55,17 +68,22 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import struct
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import h11
 import trio
+from h11._writers import ChunkedWriter, Http10Writer
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio.tcp_server import TCPServer
+
+from feathergate.typing import BODY_EXTENSION, ResponseBody
 
 __all__ = ["Connection", "ServerConfig", "install"]
 
@@ -155,6 +173,100 @@ class _Timer:
             await self._connection._initiate_server_close()
 
 
+_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close with a reset, drop what is queued
+
+
+class _DirectBody:
+    """One HTTP/1.1 response's body, framed here and written straight to the socket."""
+
+    __slots__ = ("_chunked", "_connection", "_gone", "_partial", "_pending", "_sock")
+
+    def __init__(self, connection: Connection, sock: trio.socket.SocketType, chunked: bool) -> None:
+        self._connection = connection
+        self._sock = sock
+        self._chunked = chunked
+        self._pending: bytes | memoryview = b""  # what wait_written still has to write
+        self._partial = False  # part of the pending piece is out already
+        self._gone = False  # the socket refused a write: the client has gone
+
+    def try_write(self, data: bytes) -> bool:
+        if not data:  # an empty chunk would end the body
+            return True
+        frame = b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data
+        if self._connection.send_lock.locked():  # a write is under way: in line behind it
+            self._pending, self._partial = frame, False
+            return False
+        try:
+            # fileno() each time: -1 once closed, where a kept number could be reused.
+            sent = os.write(self._sock.fileno(), frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # reset, or closed under us
+            self._gone = True
+            return False
+        if sent == len(frame):
+            return True
+        self._pending, self._partial = memoryview(frame)[sent:], sent > 0
+        return False
+
+    async def wait_written(self) -> None:
+        connection = self._connection
+        if not self._gone:
+            async with connection.send_lock:
+                try:
+                    await self._write_pending()
+                except BaseException:
+                    if self._partial:  # the client must not get the next piece after part of this
+                        self.abort()
+                    raise
+                finally:
+                    self._pending, self._partial = b"", False
+        if self._gone:
+            # As Hypercorn does on a broken stream: the application hears of it.
+            await connection.protocol.handle(Closed())
+
+    async def _write_pending(self) -> None:
+        sock = self._sock
+        while self._pending:
+            await trio.lowlevel.wait_writable(sock)
+            try:
+                sent = os.write(sock.fileno(), self._pending)
+            except BlockingIOError:  # a spurious wake-up
+                continue
+            except OSError:
+                self._gone = True
+                return
+            self._pending = self._pending[sent:]
+            self._partial = True
+
+    def abort(self) -> None:
+        """Reset the connection: nothing more reaches the client, and its read loop ends."""
+        sock = self._sock
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT)
+            # The read loop sees an end, so Hypercorn closes the connection,
+            # and with no linger the close is a reset that drops what is queued.
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # closed already
+
+
+class _Extensions:
+    """Hypercorn's app wrapper, putting :meth:`Connection.open_body` in each HTTP scope."""
+
+    __slots__ = ("_app", "_open_body")
+
+    def __init__(self, app: Any, connection: Connection) -> None:
+        self._app = app
+        self._open_body = connection.open_body
+
+    async def __call__(self, scope: dict[str, Any], *args: Any) -> None:
+        if scope["type"] == "http":
+            extensions = scope.get("extensions")
+            scope["extensions"] = {**(extensions or {}), BODY_EXTENSION: self._open_body}
+        await self._app(scope, *args)
+
+
 class Connection(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,6 +274,25 @@ class Connection(TCPServer):
         self.idle_task = self._timer  # type: ignore[assignment]  # same two methods
         stream = self.stream
         self._plain = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self.app = _Extensions(self.app, self)  # type: ignore[assignment]  # same call
+
+    def open_body(self) -> ResponseBody | None:
+        """The body of the response under way, for direct writes; None where they cannot be.
+
+        Only on a plain socket, over HTTP/1.1 (not after an upgrade to h2c), and
+        only once h11 has chosen how the body is framed: chunks, or raw bytes to
+        an HTTP/1.0 client. A body with a Content-Length goes through ASGI.
+        """
+        sock = self._plain
+        protocol = self.protocol.protocol
+        if sock is None or type(protocol) is not H11Protocol:
+            return None
+        writer = getattr(protocol.connection, "_writer", None)  # h11's own, per response
+        if type(writer) is ChunkedWriter:
+            return _DirectBody(self, sock, True)
+        if type(writer) is Http10Writer:
+            return _DirectBody(self, sock, False)
+        return None
 
     def next_head_buffered(self) -> bool:
         """Whether bytes of the next request are waiting in h11's buffer."""

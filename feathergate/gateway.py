@@ -56,7 +56,7 @@ from feathergate.relay import (
     send_error,
 )
 from feathergate.router import AttemptPlan
-from feathergate.typing import ASGIApp, ASGIReceive, ASGISend, Message, Scope
+from feathergate.typing import BODY_EXTENSION, ASGIApp, ASGIReceive, ASGISend, Message, Scope
 from feathergate.upstream import UpstreamPool
 
 if TYPE_CHECKING:
@@ -254,6 +254,9 @@ class Gateway:
             )
             if seam is not None:
                 exchange.meter = seam.meter
+            extensions = scope.get("extensions")
+            if extensions:
+                exchange.open_body = extensions.get(BODY_EXTENSION)
             status = await relay(
                 exchange,
                 plan,

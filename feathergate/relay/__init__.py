@@ -13,14 +13,14 @@ nursery with two children:
   its socket: nobody pays for tokens nobody reads.
 * the **relay** itself: a loop over the router's attempts. Each attempt
   (:mod:`feathergate.relay.exchange`) is one upstream call. For a stream it
-  is two tasks joined by a small memory channel: a *reader* (upstream bytes
-  -> the operation's stream pipe -> client bytes) and a *writer*
-  (chunks -> client). Hypercorn's writes are shielded and have no timeout, so
-  a client that stops reading would otherwise stall the reader and pin the
-  upstream; with the channel in between, the reader gives up on such a client
-  after ``client_stall_timeout`` and lets go of the upstream.
-  (``TCP_USER_TIMEOUT`` on accepted sockets, set in :mod:`feathergate.server`,
-  then frees the stuck client side.)
+  is one loop, the *pump*: upstream bytes -> the operation's stream pipe ->
+  the client's socket. A piece the client's socket cannot take at once is
+  awaited for at most ``client_stall_timeout``; a client that stops reading
+  for that long has its connection reset, and the upstream is let go.
+  (Hypercorn's own writes are shielded and have no timeout, so the pieces
+  after the first skip them: :mod:`feathergate.connection`.
+  ``TCP_USER_TIMEOUT`` on accepted sockets, set in :mod:`feathergate.server`,
+  still bounds the writes that go through Hypercorn.)
 
 Every ``await`` that waits on someone else has its own deadline, and a cancel
 scope never spans a ``yield``:

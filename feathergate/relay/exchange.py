@@ -26,14 +26,13 @@ from feathergate.errors import GatewayError, UpstreamTimeout
 from feathergate.operations.base import Answer, FansOut, Operation, StreamPipe
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.relay.lifecycle import Exchange
-from feathergate.typing import ASGISend
+from feathergate.typing import ASGISend, ResponseBody
 from feathergate.upstream import Transport, UpstreamResponse
 
 __all__ = ["Attempt", "run_attempt"]
 
 T = TypeVar("T")
 
-_CHANNEL_SIZE = 32
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -282,8 +281,8 @@ async def _stream(
         ex.chunks += first.count(b"\n\n")
         ex.status = 200
         ex.phase = "streaming"
-        # The head and the first chunk go out from this task: no hop through
-        # the writer before the first token.
+        # The head and the first chunk go out through ASGI, which frames the
+        # body; the pieces after them may then skip it (``_open_body``).
         await send({"type": "http.response.start", "status": 200, "headers": _sse_headers(ex)})
         ex.response_started = True
         ex.finishing = ended
@@ -293,31 +292,16 @@ async def _stream(
         )
         if ended:
             return
-        sender, receiver = trio.open_memory_channel[bytes](_CHANNEL_SIZE)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, send, receiver, ex)
-            # Closed without a checkpoint (`with`, not `async with`): one in
-            # the way of an exception from the pump would be cancelled below,
-            # and that Cancelled would take the exception's place.
-            with sender:
-                try:
-                    tail = await _pump(ex, attempt, response, pipe, sender, total_at)
-                except BaseException:
-                    # Not a GatewayError (_pump answers those): a bug, or our
-                    # own cancellation. The writer must not end the response as
-                    # if it were complete; the gateway's last resort ends it.
-                    nursery.cancel_scope.cancel()
-                    raise
-                ex.tokens = pipe.tokens
-                # Let go of the upstream before waiting on the client.
-                response.close()
-                delivered = False
-                if tail is not None:
-                    with trio.move_on_after(ex.stall_timeout):
-                        await sender.send(tail)
-                        delivered = True
-                if not delivered:  # the client stopped reading: stop writing to it
-                    nursery.cancel_scope.cancel()
+        body = _open_body(ex, send)
+        tail = await _pump(ex, attempt, response, pipe, body, total_at)
+        ex.tokens = pipe.tokens
+        # Let go of the upstream before waiting on the client.
+        response.close()
+        if tail is not None and await _write_within(body, tail, ex):
+            ex.finishing = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # Else the client stopped reading: its connection was reset, and the
+        # response ends unfinished.
     finally:
         response.close()
 
@@ -327,13 +311,14 @@ async def _pump(
     attempt: Attempt,
     response: UpstreamResponse,
     pipe: StreamPipe,
-    sender: trio.MemorySendChannel[bytes],
+    body: ResponseBody,
     total_at: float,
 ) -> bytes | None:
-    """Upstream -> channel until the end; returns the stream's last event.
+    """Upstream -> client until the end; returns the stream's last event.
 
-    ``None`` means the client stopped reading: the channel stayed full for
-    ``stall_timeout`` (or past the total deadline), and nothing more can reach it.
+    ``None`` means the client stopped reading: a piece waited ``stall_timeout``
+    (or past the total deadline) for room in its socket, and the connection
+    was reset.
     """
     deadlines = attempt.deadlines
     idle = deadlines.idle
@@ -355,23 +340,38 @@ async def _pump(
                 out = pipe.feed(data)
                 if out:
                     ex.chunks += out.count(b"\n\n")  # what a client that leaves is billed for
-                    try:
-                        sender.send_nowait(out)  # the writer keeps up: no deadline to move
-                    except trio.WouldBlock:
-                        # A client that does not read fills the channel; it gets
+                    if not body.try_write(out):
+                        # A client that does not read fills its socket; it gets
                         # ``stall_timeout``, and cannot pin the upstream past that.
                         scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
                         waiting_on_client = True
-                        await sender.send(out)
+                        await body.wait_written()
         except GatewayError as err:
             return err.ahead + _stream_failed(ex, err)
+    if waiting_on_client:
+        body.abort()
+        _client_stalled(ex)
+        return None
     if trio.current_time() >= total_at:
         return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
-    if waiting_on_client:
-        metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
-        ex.ended = "deadline:client_stall"
-        return None
     return _stream_failed(ex, UpstreamTimeout("idle", idle or 0))
+
+
+async def _write_within(body: ResponseBody, data: bytes, ex: Exchange) -> bool:
+    """Write ``data`` within ``stall_timeout``; False (and the connection reset) if not."""
+    if body.try_write(data):
+        return True
+    with trio.move_on_after(ex.stall_timeout):
+        await body.wait_written()
+        return True
+    body.abort()
+    _client_stalled(ex)
+    return False
+
+
+def _client_stalled(ex: Exchange) -> None:
+    metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
+    ex.ended = "deadline:client_stall"
 
 
 def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
@@ -388,21 +388,32 @@ def _sse_headers(ex: Exchange) -> list[tuple[bytes, bytes]]:
     return [*_SSE_HEADERS, *ex.headers]
 
 
-async def _write(send: ASGISend, receiver: trio.MemoryReceiveChannel[bytes], ex: Exchange) -> None:
-    """Channel -> client, joining whatever queued up into one write when behind."""
-    async with receiver:
-        async for data in receiver:
-            parts = [data]
-            while True:
-                try:
-                    parts.append(receiver.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            body = parts[0] if len(parts) == 1 else b"".join(parts)
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        # Cancelled, the channel may still have drained to its end: the last
-        # message is not ours to send then, and Hypercorn must not get it
-        # half way (its end of response has awaits of its own).
-        await trio.lowlevel.checkpoint_if_cancelled()
-        ex.finishing = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+def _open_body(ex: Exchange, send: ASGISend) -> ResponseBody:
+    """The response body to write to: straight to the socket where the server allows."""
+    body = ex.open_body() if ex.open_body is not None else None
+    return body if body is not None else _ASGIBody(send)
+
+
+class _ASGIBody:
+    """A :class:`ResponseBody` over plain ASGI sends, for servers other than ours.
+
+    Every piece is awaited, so the pump bounds each with ``stall_timeout``, as
+    far as the server's send can be cancelled at all (Hypercorn's cannot).
+    """
+
+    __slots__ = ("_data", "_send")
+
+    def __init__(self, send: ASGISend) -> None:
+        self._send = send
+        self._data = b""
+
+    def try_write(self, data: bytes) -> bool:
+        self._data = data
+        return False
+
+    async def wait_written(self) -> None:
+        data, self._data = self._data, b""
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    def abort(self) -> None:
+        pass  # nothing to reset from here: the server's own timeouts free the connection

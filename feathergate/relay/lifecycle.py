@@ -15,7 +15,7 @@ from feathergate.envelopes import OPENAI, ErrorEnvelope
 from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout
 from feathergate.operations.base import ClientRequest
 from feathergate.providers.base import Asset, Usage
-from feathergate.typing import ASGIReceive, ASGISend
+from feathergate.typing import ASGIReceive, ASGISend, OpenBody
 
 __all__ = [
     "AttemptObserver",
@@ -106,6 +106,7 @@ class Exchange:
     # Virtual keys: (deployment id, a JSON answer's usage or None for a stream's
     # head) -> the answer's x-litellm-* headers.
     meter: Callable[[str, Usage | None], list[tuple[bytes, bytes]]] | None = None
+    open_body: OpenBody | None = None  # the server's direct body writes, when it has them
     # Per attempt:
     deployment: Deployment | None = None
     traceparent: str | None = None  # W3C trace context for the attempt's upstream request

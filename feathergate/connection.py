@@ -189,9 +189,15 @@ class _DirectBody:
         self._partial = False  # part of the pending piece is out already
         self._gone = False  # the socket refused a write: the client has gone
 
+    @property
+    def closed(self) -> bool:
+        return self._gone or self._connection.aborted
+
     def try_write(self, data: bytes) -> bool:
         if not data:  # an empty chunk would end the body
             return True
+        if self.closed:
+            return False
         frame = b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data
         if self._connection.send_lock.locked():  # a write is under way: in line behind it
             self._pending, self._partial = frame, False
@@ -211,44 +217,39 @@ class _DirectBody:
 
     async def wait_written(self) -> None:
         connection = self._connection
-        if not self._gone:
-            async with connection.send_lock:
-                try:
+        try:
+            if not self.closed:
+                async with connection.send_lock:
                     await self._write_pending()
-                except BaseException:
-                    if self._partial:  # the client must not get the next piece after part of this
-                        self.abort()
-                    raise
-                finally:
-                    self._pending, self._partial = b"", False
+        except BaseException:
+            # Cancelled (a deadline, a disconnect, shutdown) with part of a
+            # piece out, taking the lock or waiting for room: nothing may follow it.
+            if self._partial:
+                self.abort()
+            raise
+        finally:
+            self._pending, self._partial = b"", False
         if self._gone:
             # As Hypercorn does on a broken stream: the application hears of it.
-            await connection.protocol.handle(Closed())
+            with trio.CancelScope(shield=True):
+                await connection.protocol.handle(Closed())
 
     async def _write_pending(self) -> None:
         sock = self._sock
         while self._pending:
-            await trio.lowlevel.wait_writable(sock)
             try:
+                await trio.lowlevel.wait_writable(sock)
                 sent = os.write(sock.fileno(), self._pending)
             except BlockingIOError:  # a spurious wake-up
                 continue
-            except OSError:
+            except (OSError, trio.ClosedResourceError):  # reset, or closed under us
                 self._gone = True
                 return
             self._pending = self._pending[sent:]
             self._partial = True
 
     def abort(self) -> None:
-        """Reset the connection: nothing more reaches the client, and its read loop ends."""
-        sock = self._sock
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT)
-            # The read loop sees an end, so Hypercorn closes the connection,
-            # and with no linger the close is a reset that drops what is queued.
-            sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # closed already
+        self._connection.abort()
 
 
 class _Extensions:
@@ -275,6 +276,25 @@ class Connection(TCPServer):
         stream = self.stream
         self._plain = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.app = _Extensions(self.app, self)  # type: ignore[assignment]  # same call
+        self.aborted = False  # abort() was called: nothing more is written
+
+    def abort(self) -> None:
+        """Give up on the client: write nothing more, and close with a reset.
+
+        The reading side is shut, so the read loop sees an end and the
+        connection closes as usual, but with no linger and no FIN first: the
+        close is a reset that drops what the kernel still held for the client,
+        who cannot take a truncated body for a whole one.
+        """
+        if self.aborted:
+            return
+        self.aborted = True
+        sock = self._plain if self._plain is not None else self.stream.transport_stream.socket
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT)
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # closed already
 
     def open_body(self) -> ResponseBody | None:
         """The body of the response under way, for direct writes; None where they cannot be.
@@ -332,9 +352,14 @@ class Connection(TCPServer):
         # It never blocks (``send_eof`` and ``aclose`` only), and it may run in
         # an application task that is being cancelled: see the module docstring.
         with trio.CancelScope(shield=True):
-            await super()._close()
+            if self.aborted:  # no FIN before the reset (see abort)
+                await self.stream.aclose()
+            else:
+                await super()._close()
 
     async def protocol_send(self, event: Event) -> None:
+        if type(event) is RawData and self.aborted:
+            return  # part of a piece may be the last thing the client got
         if type(event) is RawData and self._plain is not None and not self.send_lock.locked():
             data = event.data
             try:

@@ -12,6 +12,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import trio
+import trio.lowlevel
+
 from feathergate.providers.base import CallContext
 from feathergate.providers.openai import OpenAIProvider
 
@@ -41,6 +44,9 @@ class MockResponse:
         self.headers = {"content-type": content_type}
 
     async def next_chunk(self) -> bytes | None:
+        # A schedule point, as a socket read is: the relay's pump writes
+        # without one when the client's socket takes a piece at once.
+        await trio.lowlevel.checkpoint()
         return self._parts.pop(0) if self._parts else None
 
     async def read(self) -> bytes:

@@ -40,7 +40,12 @@ class ResponseBody(Protocol):
     cancelled with part of the piece out, it aborts the connection (a client
     must never get part of a piece and then the next one). ``abort`` gives up
     on the client: its connection is reset and nothing more reaches it.
+    ``closed`` is true once that happened or the client's socket refused a
+    write (it has gone); writes then do nothing.
     """
+
+    @property
+    def closed(self) -> bool: ...
 
     def try_write(self, data: bytes) -> bool: ...
 

@@ -58,6 +58,7 @@ from feathergate.relay.lifecycle import (
     ClientDisconnected,
     Drain,
     Exchange,
+    client_left,
     read_body,
     send_error,
 )
@@ -211,8 +212,6 @@ async def _watch_disconnect(receive: ASGIReceive, scope: trio.CancelScope, ex: E
         message = await receive()
         if message["type"] == "http.disconnect":
             if not ex.finishing:
-                metrics.DISCONNECTS.labels(ex.phase).inc()
-                ex.ended = f"client_left:{ex.phase}"
-                ex.status = 499
+                client_left(ex)
                 scope.cancel()
             return

@@ -25,7 +25,7 @@ from feathergate.config import Deadlines
 from feathergate.errors import GatewayError, UpstreamTimeout
 from feathergate.operations.base import Answer, FansOut, Operation, StreamPipe
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage
-from feathergate.relay.lifecycle import Exchange
+from feathergate.relay.lifecycle import Exchange, client_left
 from feathergate.typing import ASGISend, ResponseBody
 from feathergate.upstream import Transport, UpstreamResponse
 
@@ -299,9 +299,10 @@ async def _stream(
         response.close()
         if tail is not None and await _write_within(body, tail, ex):
             ex.finishing = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        # Else the client stopped reading: its connection was reset, and the
-        # response ends unfinished.
+            with trio.CancelScope(shield=True):  # h11 counts the end as sent from its start
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # Else the client is gone, or stopped reading and its connection was
+        # reset: the response ends unfinished.
     finally:
         response.close()
 
@@ -316,13 +317,16 @@ async def _pump(
 ) -> bytes | None:
     """Upstream -> client until the end; returns the stream's last event.
 
-    ``None`` means the client stopped reading: a piece waited ``stall_timeout``
-    (or past the total deadline) for room in its socket, and the connection
-    was reset.
+    ``None`` when nothing more can reach the client: it went away, or it
+    stopped reading (a piece waited ``stall_timeout`` for room in its socket)
+    and its connection was reset.
     """
-    deadlines = attempt.deadlines
-    idle = deadlines.idle
-    waiting_on_client = False
+    # The scope's deadline is the upstream's (``total``, and ``idle`` before
+    # each read) while reading, and the client's (``stall_at``) while a piece
+    # waits for room: each wait is bounded by the side it waits on.
+    idle = attempt.deadlines.idle
+    stall_at = math.inf  # while a piece waits for the client: when it gives up
+    unwritten = False  # a piece is left to write after the scope
     # One scope for the whole pump, its deadline moved before each wait: the
     # per-token cost of a new scope showed in profiles, and so did moving a
     # deadline (a context manager in Trio), hence only when it changes.
@@ -331,9 +335,9 @@ async def _pump(
             while True:
                 if idle:
                     scope.deadline = min(trio.current_time() + idle, total_at)
-                elif waiting_on_client:
+                elif stall_at < math.inf:
                     scope.deadline = total_at
-                waiting_on_client = False
+                stall_at = math.inf
                 data = await response.next_chunk()
                 if data is None:
                     return pipe.finish()
@@ -341,32 +345,64 @@ async def _pump(
                 if out:
                     ex.chunks += out.count(b"\n\n")  # what a client that leaves is billed for
                     if not body.try_write(out):
+                        if scope.cancel_called:
+                            # The read ended as an upstream deadline passed:
+                            # the piece goes out whole first, outside this scope.
+                            unwritten = True
+                            break
                         # A client that does not read fills its socket; it gets
-                        # ``stall_timeout``, and cannot pin the upstream past that.
-                        scope.deadline = min(total_at, trio.current_time() + ex.stall_timeout)
-                        waiting_on_client = True
+                        # ``stall_timeout``, and cannot pin the upstream past
+                        # that. Only that: the upstream is not read meanwhile,
+                        # and a deadline of its own that passes now is met at
+                        # the next read, with the piece out whole.
+                        stall_at = trio.current_time() + ex.stall_timeout
+                        scope.deadline = stall_at
                         await body.wait_written()
+                        if body.closed or scope.cancel_called:
+                            break  # (a deadline that passed as the write ended)
         except GatewayError as err:
             return err.ahead + _stream_failed(ex, err)
-    if waiting_on_client:
+    if unwritten:
+        stall_at = trio.current_time() + ex.stall_timeout
+        with trio.move_on_at(stall_at):
+            await body.wait_written()
+    return _pump_stopped(ex, attempt, body, stall_at, total_at)
+
+
+def _pump_stopped(
+    ex: Exchange, attempt: Attempt, body: ResponseBody, stall_at: float, total_at: float
+) -> bytes | None:
+    """Why the pump stopped early, recorded; the last event if the client can still get it."""
+    now = trio.current_time()
+    deadlines = attempt.deadlines
+    if stall_at <= now:
         body.abort()
         _client_stalled(ex)
         return None
-    if trio.current_time() >= total_at:
-        return _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
-    return _stream_failed(ex, UpstreamTimeout("idle", idle or 0))
+    if now >= total_at:
+        tail = _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
+    elif body.closed:
+        client_left(ex)
+        return None
+    else:
+        tail = _stream_failed(ex, UpstreamTimeout("idle", deadlines.idle or 0))
+    # Cancelled with part of a piece out, the connection was reset: no event fits.
+    return None if body.closed else tail
 
 
 async def _write_within(body: ResponseBody, data: bytes, ex: Exchange) -> bool:
-    """Write ``data`` within ``stall_timeout``; False (and the connection reset) if not."""
-    if body.try_write(data):
-        return True
-    with trio.move_on_after(ex.stall_timeout):
-        await body.wait_written()
-        return True
-    body.abort()
-    _client_stalled(ex)
-    return False
+    """Write ``data`` within ``stall_timeout``; False if the client cannot get it."""
+    if not body.try_write(data):
+        with trio.move_on_after(ex.stall_timeout) as scope:
+            await body.wait_written()
+        if scope.cancelled_caught:
+            body.abort()
+            _client_stalled(ex)
+            return False
+    if body.closed:
+        client_left(ex)
+        return False
+    return True
 
 
 def _client_stalled(ex: Exchange) -> None:
@@ -406,6 +442,10 @@ class _ASGIBody:
     def __init__(self, send: ASGISend) -> None:
         self._send = send
         self._data = b""
+
+    @property
+    def closed(self) -> bool:
+        return False  # the server says so with http.disconnect
 
     def try_write(self, data: bytes) -> bool:
         self._data = data

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import trio
 
+from feathergate import metrics
 from feathergate.config import Deployment
 from feathergate.envelopes import OPENAI, ErrorEnvelope
 from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout
@@ -116,6 +117,15 @@ class Exchange:
     tokens: Usage | None = None
     stream_error: GatewayError | None = None  # a failure after the response started
     chunks: int = 0  # chunks streamed: what a client that left is billed for
+
+
+def client_left(ex: Exchange) -> None:
+    """The client went away before the end: counted once, however it was noticed."""
+    if ex.status == 499:
+        return
+    metrics.DISCONNECTS.labels(ex.phase).inc()
+    ex.ended = f"client_left:{ex.phase}"
+    ex.status = 499
 
 
 async def read_body(receive: ASGIReceive, limit: int, seconds: float, idle: float | None) -> bytes:

@@ -315,3 +315,16 @@ def test_usage_the_gateway_asked_for_is_counted_but_not_sent() -> None:
             assert pipe.tokens.total == 7
             assert b'"usage"' not in out
             assert len(events(out)) == 3
+
+
+def test_a_chunk_that_starts_differently_is_spliced_anew() -> None:
+    # The splice remembers where the last chunk's model was; a chunk whose
+    # first bytes differ (another model, id or created), or that carries a
+    # second "model" after the same start, is looked at afresh.
+    other = chunk("b").replace(b'"model":"up-model"', b'"model":"other-model"')
+    later = chunk("c").replace(b'"created":1700000000', b'"created":1700000001')
+    nested = chunk("d", extra={"model": "inner"})
+    stream = chunk("a") + other + later + nested + chunk("e") + b"data: [DONE]\n\n"
+    out = assert_same_as_general(stream)
+    assert out.count(b'"model":"my-alias"') == 5
+    assert b'"model":"inner"' in out

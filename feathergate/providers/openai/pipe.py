@@ -53,12 +53,11 @@ _MODEL = re.compile(
 )
 
 
-def splice_model(payload: bytes, upstream: Any, alias: bytes) -> bytes | None:
-    """``payload`` (a JSON object) with its top-level ``model`` replaced by ``alias``.
+def _model_span(payload: bytes, upstream: Any) -> tuple[int, int] | None:
+    """Where the top-level ``model``'s value is in ``payload``, quotes included.
 
-    ``upstream`` is the value the parsed object holds; ``alias`` is JSON. None
-    when the top-level member cannot be found for sure (see :data:`_MODEL`):
-    the caller encodes the object instead.
+    ``upstream`` is the value the parsed object holds. None when the member
+    cannot be found for sure (see :data:`_MODEL`).
     """
     found = _MODEL.match(payload)
     if (
@@ -68,7 +67,21 @@ def splice_model(payload: bytes, upstream: Any, alias: bytes) -> bytes | None:
     ):
         return None
     start, end = found.span(1)
-    return b"".join((payload[: start - 1], alias, payload[end + 1 :]))
+    return start - 1, end + 1
+
+
+def splice_model(payload: bytes, upstream: Any, alias: bytes) -> bytes | None:
+    """``payload`` (a JSON object) with its top-level ``model`` replaced by ``alias``.
+
+    ``upstream`` is the value the parsed object holds; ``alias`` is JSON. None
+    when the top-level member cannot be found for sure (see :data:`_MODEL`):
+    the caller encodes the object instead.
+    """
+    found = _model_span(payload, upstream)
+    if found is None:
+        return None
+    start, end = found
+    return b"".join((payload[:start], alias, payload[end:]))
 
 
 class OpenAIPassthroughPipe:
@@ -80,6 +93,8 @@ class OpenAIPassthroughPipe:
         "_decoder",
         "_encoded_alias",
         "_general",
+        "_model_prefix",
+        "_spliced_prefix",
         "_started",
         "_strip_usage",
         "_translator",
@@ -96,6 +111,12 @@ class OpenAIPassthroughPipe:
         self._buffer = b""
         self._started = False  # the first bytes were seen (a BOM is ruled out)
         self._general = False  # the rest of the stream takes the general path
+        # The last chunk's bytes up to its top-level model's value, and the
+        # same with the alias in: a chunk that starts with the very same bytes
+        # (an upstream repeats id, object, created and model in every chunk)
+        # has its model in the same place, found without _MODEL.
+        self._model_prefix = b""
+        self._spliced_prefix = b""
         self.tokens: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
@@ -112,6 +133,14 @@ class OpenAIPassthroughPipe:
             self._decoder.feed(b"\n")  # past its BOM check, with nothing pending
         if b"\r" in data:
             return self._give_up(buffer)
+        if (
+            buffer is data
+            and data.startswith(_DATA)
+            and data.endswith(b"\n\n")
+            and data.find(b"\n") == len(data) - 2
+        ):
+            # One whole event in one read, the usual case: nothing to split or keep.
+            return self._fast(data[len(_DATA) : -2])
         out: list[bytes] = []
         start = 0
         try:
@@ -148,11 +177,17 @@ class OpenAIPassthroughPipe:
             self.tokens = usage_of(usage)
             if self._strip_usage and not chunk.get("choices"):
                 return b""
-        spliced = splice_model(payload, chunk.get("model"), self._encoded_alias)
-        if spliced is None:
+        prefix = self._model_prefix
+        if prefix and payload.startswith(prefix) and payload.count(b'"model"') == 1:
+            return b"".join((_DATA, self._spliced_prefix, payload[len(prefix) :], b"\n\n"))
+        found = _model_span(payload, chunk.get("model"))
+        if found is None:
             chunk["model"] = self._alias
             return encode_data(chunk)
-        return b"".join((_DATA, spliced, b"\n\n"))
+        start, end = found
+        self._model_prefix = payload[:end]
+        self._spliced_prefix = payload[:start] + self._encoded_alias
+        return b"".join((_DATA, self._spliced_prefix, payload[end:], b"\n\n"))
 
     def _give_up(self, buffer: bytes) -> bytes:
         self._general = True

@@ -328,3 +328,12 @@ def test_a_chunk_that_starts_differently_is_spliced_anew() -> None:
     out = assert_same_as_general(stream)
     assert out.count(b'"model":"my-alias"') == 5
     assert b'"model":"inner"' in out
+
+
+def test_a_second_model_spelled_with_escapes_is_re_encoded_after_a_spliced_chunk() -> None:
+    # The same start as the chunk before, and a second "model" the count of
+    # '"model"' does not see: the parsed value differs, so no shortcut.
+    second = chunk("b")[:-3] + b',"mod\\u0065l":"leak"}\n\n'
+    stream = chunk("a") + second + b"data: [DONE]\n\n"
+    out = assert_same_as_general(stream)
+    assert [e["model"] for e in events(out)[:2]] == [ALIAS, ALIAS]

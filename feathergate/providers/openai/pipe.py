@@ -94,6 +94,7 @@ class OpenAIPassthroughPipe:
         "_encoded_alias",
         "_general",
         "_model_prefix",
+        "_model_value",
         "_spliced_prefix",
         "_started",
         "_strip_usage",
@@ -114,8 +115,10 @@ class OpenAIPassthroughPipe:
         # The last chunk's bytes up to its top-level model's value, and the
         # same with the alias in: a chunk that starts with the very same bytes
         # (an upstream repeats id, object, created and model in every chunk)
-        # has its model in the same place, found without _MODEL.
+        # and parses to the same model has it in the same place, found
+        # without _MODEL.
         self._model_prefix = b""
+        self._model_value: Any = None  # the parsed model that prefix holds
         self._spliced_prefix = b""
         self.tokens: Usage | None = None
 
@@ -177,15 +180,22 @@ class OpenAIPassthroughPipe:
             self.tokens = usage_of(usage)
             if self._strip_usage and not chunk.get("choices"):
                 return b""
+        model = chunk.get("model")
         prefix = self._model_prefix
-        if prefix and payload.startswith(prefix) and payload.count(b'"model"') == 1:
+        if (
+            prefix
+            and model == self._model_value  # not a second key spelled with escapes
+            and payload.startswith(prefix)
+            and payload.count(b'"model"') == 1
+        ):
             return b"".join((_DATA, self._spliced_prefix, payload[len(prefix) :], b"\n\n"))
-        found = _model_span(payload, chunk.get("model"))
+        found = _model_span(payload, model)
         if found is None:
             chunk["model"] = self._alias
             return encode_data(chunk)
         start, end = found
         self._model_prefix = payload[:end]
+        self._model_value = model
         self._spliced_prefix = payload[:start] + self._encoded_alias
         return b"".join((_DATA, self._spliced_prefix, payload[end:], b"\n\n"))
 

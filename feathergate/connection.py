@@ -66,6 +66,7 @@ pyproject.toml).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -234,6 +235,15 @@ class _DirectBody:
             with trio.CancelScope(shield=True):
                 await connection.protocol.handle(Closed())
 
+    async def wait_writable(self) -> None:
+        if self.closed:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await trio.lowlevel.wait_writable(self._sock)
+        except (OSError, trio.ClosedResourceError):  # closed under us
+            self._gone = True
+
     async def _write_pending(self) -> None:
         sock = self._sock
         while self._pending:
@@ -277,24 +287,23 @@ class Connection(TCPServer):
         self._plain = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.app = _Extensions(self.app, self)  # type: ignore[assignment]  # same call
         self.aborted = False  # abort() was called: nothing more is written
+        self._reading = trio.CancelScope()  # the read loop's; abort() cancels it
 
     def abort(self) -> None:
         """Give up on the client: write nothing more, and close with a reset.
 
-        The reading side is shut, so the read loop sees an end and the
-        connection closes as usual, but with no linger and no FIN first: the
-        close is a reset that drops what the kernel still held for the client,
-        who cannot take a truncated body for a whole one.
+        The read loop is ended, so the connection closes as usual once the
+        application returns, but with no linger and no FIN first: the close is
+        a reset that drops what the kernel still held for the client, who
+        cannot take a truncated body for a whole one.
         """
         if self.aborted:
             return
         self.aborted = True
+        self._reading.cancel()
         sock = self._plain if self._plain is not None else self.stream.transport_stream.socket
-        try:
+        with contextlib.suppress(OSError):  # closed already
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT)
-            sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # closed already
 
     def open_body(self) -> ResponseBody | None:
         """The body of the response under way, for direct writes; None where they cannot be.
@@ -323,17 +332,19 @@ class Connection(TCPServer):
 
     async def _read_data(self) -> None:
         # Hypercorn's loop, less ``read_timeout`` (see the module docstring),
-        # plus telling the timer that bytes came.
-        while True:
-            try:
-                data = await self._receive()
-            except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                break
-            if not data:
-                await self.protocol.handle(RawData(b""))
-                break
-            self._timer.received()
-            await self.protocol.handle(RawData(data))
+        # plus telling the timer that bytes came, and ended by ``abort``
+        # wherever it waits (h11 holding a pipelined request, it does not read).
+        with self._reading:
+            while True:
+                try:
+                    data = await self._receive()
+                except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+                    break
+                if not data:
+                    await self.protocol.handle(RawData(b""))
+                    break
+                self._timer.received()
+                await self.protocol.handle(RawData(data))
         await self.protocol.handle(Closed())
         self._timer.client_gone()
 

@@ -51,6 +51,10 @@ class ResponseBody(Protocol):
 
     async def wait_written(self) -> None: ...
 
+    async def wait_writable(self) -> None:
+        """Until the client's socket has room for a small write (the end of the body)."""
+        ...
+
     def abort(self) -> None: ...
 
 

@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import trio
+import trio.lowlevel
+import trio.testing
 from prometheus_client import REGISTRY
 
 from tests.fakes.tcp_upstream import Behaviour, Mode, TCPUpstream, tcp_upstream
-from tests.support.rawclient import RawClient, read_sse_until
+from tests.support.rawclient import RawClient, read_sse_until, request_bytes
 from tests.test_cancellation import MESSAGES, config, gateway, serving
 
 STREAM = {"model": "m", "messages": MESSAGES, "stream": True}
@@ -245,3 +247,38 @@ async def test_a_total_deadline_behind_a_slow_reader_is_the_upstreams(
     assert b'"upstream_timeout"' in events.rsplit(b"\n\n", 3)[-2]
     assert expiries("total") == before_total + 1
     assert expiries("client_stall") == before_stall
+
+
+def tasks() -> int:
+    """Every task in this process's Trio run: the gateway's and the test's."""
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return count(root)
+
+
+async def test_a_reset_connection_ends_even_with_a_request_pipelined_behind(
+    upstream: TCPUpstream,
+) -> None:
+    # With the next request already in h11's buffer, Hypercorn does not read
+    # the socket: the reset must end the connection's read loop itself, or
+    # its tasks outlive the socket until the server stops.
+    upstream.behaviour = Behaviour(Mode.FLOOD, event_size=16_384)
+    settings = {"client_stall_timeout": 0.3, "tcp_user_timeout": 0}
+    async with gateway(config(upstream.url, settings=settings)) as (app, port):
+        await trio.testing.wait_all_tasks_blocked()
+        before = tasks()
+        client = await RawClient.post(port, STREAM, rcvbuf=4096)
+        await client.stream.send_all(request_bytes(STREAM))
+        with trio.fail_after(5):
+            await read_sse_until(client, 1)
+        with trio.fail_after(10):
+            await app.runtime.drain.wait_empty()
+            assert await read_to_end(client) == "reset"
+        await client.stream.aclose()
+        with trio.fail_after(10):
+            while tasks() > before:  # the connection's tasks are gone
+                await trio.testing.wait_all_tasks_blocked(cushion=0.05)

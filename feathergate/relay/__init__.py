@@ -52,7 +52,7 @@ import trio
 from feathergate import metrics
 from feathergate.config import Deployment
 from feathergate.errors import GatewayError, ShuttingDown, UpstreamTimeout
-from feathergate.relay.exchange import Attempt, run_attempt
+from feathergate.relay.exchange import Attempt, finish_stream, run_attempt
 from feathergate.relay.lifecycle import (
     AttemptObserver,
     ClientDisconnected,
@@ -152,6 +152,9 @@ async def _attempts(
                 if ex.stream_error is not None:
                     # Counts towards cooldown; with bytes sent there is nothing to retry.
                     _failed(plan, dep, ex.stream_error)
+                elif ex.status == 499 or ex.ended == "deadline:client_stall":
+                    # The pump saw the client go (before the watcher did): as a cancel.
+                    plan.cancelled(dep, tokens=_total(ex))
                 else:
                     first = ex.first_byte if ex.first_byte is not None else trio.current_time()
                     plan.succeeded(
@@ -201,8 +204,7 @@ async def _end(ex: Exchange, send: ASGISend, err: GatewayError) -> None:
     ex.finishing = True
     ex.error = err
     if ex.response_started:
-        body = ex.envelope.event(err, ex.request_id)
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await finish_stream(ex, send, ex.envelope.event(err, ex.request_id))
     else:
         ex.status = await send_error(send, err, ex.headers, ex.envelope, ex.request_id)
 

@@ -29,7 +29,7 @@ from feathergate.relay.lifecycle import Exchange, client_left
 from feathergate.typing import ASGISend, ResponseBody
 from feathergate.upstream import Transport, UpstreamResponse
 
-__all__ = ["Attempt", "run_attempt"]
+__all__ = ["Attempt", "finish_stream", "run_attempt"]
 
 T = TypeVar("T")
 
@@ -292,19 +292,41 @@ async def _stream(
         )
         if ended:
             return
-        body = _open_body(ex, send)
+        body = ex.body = _open_body(ex, send)
         tail = await _pump(ex, attempt, response, pipe, body, total_at)
         ex.tokens = pipe.tokens
         # Let go of the upstream before waiting on the client.
         response.close()
-        if tail is not None and await _write_within(body, tail, ex):
-            ex.finishing = True
-            with trio.CancelScope(shield=True):  # h11 counts the end as sent from its start
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if tail is not None:
+            await finish_stream(ex, send, tail)
         # Else the client is gone, or stopped reading and its connection was
         # reset: the response ends unfinished.
     finally:
         response.close()
+
+
+async def finish_stream(ex: Exchange, send: ASGISend, last: bytes) -> None:
+    """Write a started stream's last event and end its body, each within ``stall_timeout``.
+
+    The end goes through Hypercorn (h11 must see it), whose write is shielded
+    and has no deadline: it is sent only once the client's socket has room
+    for it. A client that takes neither in time has its connection reset.
+    """
+    body = ex.body if ex.body is not None else _ASGIBody(send)
+    if not await _write_within(body, last, ex):
+        return
+    with trio.move_on_after(ex.stall_timeout) as scope:
+        await body.wait_writable()
+    if scope.cancelled_caught:
+        body.abort()
+        _client_stalled(ex)
+        return
+    if body.closed:
+        client_left(ex)
+        return
+    ex.finishing = True
+    with trio.CancelScope(shield=True):  # h11 counts the end as sent from its start
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _pump(
@@ -379,15 +401,12 @@ def _pump_stopped(
         body.abort()
         _client_stalled(ex)
         return None
-    if now >= total_at:
-        tail = _stream_failed(ex, UpstreamTimeout("total", deadlines.total or 0))
-    elif body.closed:
+    if body.closed:  # the client went away (whatever deadline passed meanwhile)
         client_left(ex)
         return None
-    else:
-        tail = _stream_failed(ex, UpstreamTimeout("idle", deadlines.idle or 0))
-    # Cancelled with part of a piece out, the connection was reset: no event fits.
-    return None if body.closed else tail
+    kind = "total" if now >= total_at else "idle"
+    seconds = deadlines.total if kind == "total" else deadlines.idle
+    return _stream_failed(ex, UpstreamTimeout(kind, seconds or 0))
 
 
 async def _write_within(body: ResponseBody, data: bytes, ex: Exchange) -> bool:
@@ -454,6 +473,9 @@ class _ASGIBody:
     async def wait_written(self) -> None:
         data, self._data = self._data, b""
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.checkpoint()
 
     def abort(self) -> None:
         pass  # nothing to reset from here: the server's own timeouts free the connection

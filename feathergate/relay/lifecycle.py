@@ -16,7 +16,7 @@ from feathergate.envelopes import OPENAI, ErrorEnvelope
 from feathergate.errors import GatewayError, PayloadTooLarge, RequestTimeout
 from feathergate.operations.base import ClientRequest
 from feathergate.providers.base import Asset, Usage
-from feathergate.typing import ASGIReceive, ASGISend, OpenBody
+from feathergate.typing import ASGIReceive, ASGISend, OpenBody, ResponseBody
 
 __all__ = [
     "AttemptObserver",
@@ -108,6 +108,7 @@ class Exchange:
     # head) -> the answer's x-litellm-* headers.
     meter: Callable[[str, Usage | None], list[tuple[bytes, bytes]]] | None = None
     open_body: OpenBody | None = None  # the server's direct body writes, when it has them
+    body: ResponseBody | None = None  # a started stream's body, once past its first chunk
     # Per attempt:
     deployment: Deployment | None = None
     traceparent: str | None = None  # W3C trace context for the attempt's upstream request

@@ -18,7 +18,7 @@ every stream on a new connection:
 For each: the target's CPU (user + system, /proc) per stream, and the first
 body byte of the burst's streams, p50 / p99, from the request's write.
 
-    .venv/bin/python scripts/burst_floor.py               # 3 bursts of 1,000, about 40 s
+    .venv/bin/python scripts/burst_floor.py               # 3 bursts of 1,000, about 15 s
     .venv/bin/python scripts/burst_floor.py --app-only    # serve the hypercorn app (internal)
 """
 

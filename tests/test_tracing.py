@@ -24,7 +24,9 @@ from feathergate.observability.tracing import Tracing
 from tests.conftest import run_gateway
 from tests.fakes.asgi import FakeServer, Receive, Scope, Send, read_body
 from tests.fakes.openai import FakeOpenAI, Reply
+from tests.fakes.tcp_upstream import Behaviour, Mode, tcp_upstream
 from tests.support.cli import gateway_process
+from tests.support.rawclient import RawClient, read_sse_until
 from tests.support.servers import serve_asgi
 
 UPSTREAM_KEY = "sk-upstream-secret-0004"
@@ -211,3 +213,36 @@ async def test_spans_reach_an_otlp_http_receiver(
         if attr.key == "service.name"
     }
     assert services == {"gateway-under-test"}
+
+
+async def test_an_attempt_whose_client_stalls_ends_as_cancelled() -> None:
+    # The pump, not the disconnect watcher, sees this client go: its attempt
+    # span must say so as a cancelled attempt does, not end as a success.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with tcp_upstream() as up:
+        up.behaviour = Behaviour(Mode.FLOOD, event_size=16_384)
+        settings = {"client_stall_timeout": 0.3, "tcp_user_timeout": 0}
+        config = stall_config(up.url, settings)
+        app = create_app(config, Tracing(provider))
+        async with run_gateway(config, app) as base:
+            port = int(base.rsplit(":", 1)[1])
+            client = await RawClient.post(port, {**BODY, "stream": True}, rcvbuf=4096)
+            with trio.fail_after(5):
+                await read_sse_until(client, 1)
+            with trio.fail_after(10):
+                await app.runtime.drain.wait_empty()
+            await client.stream.aclose()
+    [attempt] = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert _attrs(attempt)["error.type"] == "cancelled"
+    assert attempt.status.status_code == StatusCode.ERROR
+
+
+def stall_config(api_base: str, settings: dict[str, Any]) -> Config:
+    params = {"model": "openai/up", "api_base": api_base, "api_key": UPSTREAM_KEY}
+    raw = {
+        "model_list": [{"model_name": "my-gpt", "litellm_params": params}],
+        "feathergate_settings": {"shutdown_grace_period": 1, **settings},
+    }
+    return parse_config(raw, {})

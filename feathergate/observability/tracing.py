@@ -41,7 +41,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 from feathergate.config import Deployment
 from feathergate.errors import GatewayError, UpstreamStatusError
 from feathergate.observability.access import AccessRecord
-from feathergate.relay import Exchange
+from feathergate.relay import ClientGone, Exchange
 from feathergate.typing import Scope
 
 __all__ = ["Tracing"]
@@ -175,8 +175,8 @@ def _error_type(error: BaseException) -> str:
         return str(error.http_status)
     if isinstance(error, GatewayError):
         return error.error_code or error.error_type
-    if isinstance(error, trio.Cancelled):
-        return "cancelled"  # the client left, or shutdown ended the relay
+    if isinstance(error, trio.Cancelled | ClientGone):
+        return "cancelled"  # the client left or stalled, or shutdown ended the relay
     return type(error).__qualname__
 
 

@@ -56,6 +56,7 @@ from feathergate.relay.exchange import Attempt, finish_stream, run_attempt
 from feathergate.relay.lifecycle import (
     AttemptObserver,
     ClientDisconnected,
+    ClientGone,
     Drain,
     Exchange,
     client_left,
@@ -69,6 +70,7 @@ __all__ = [
     "Attempt",
     "AttemptObserver",
     "ClientDisconnected",
+    "ClientGone",
     "Drain",
     "Exchange",
     "read_body",
@@ -152,8 +154,7 @@ async def _attempts(
                 if ex.stream_error is not None:
                     # Counts towards cooldown; with bytes sent there is nothing to retry.
                     _failed(plan, dep, ex.stream_error)
-                elif ex.status == 499 or ex.ended == "deadline:client_stall":
-                    # The pump saw the client go (before the watcher did): as a cancel.
+                elif _client_gone(ex) is not None:
                     plan.cancelled(dep, tokens=_total(ex))
                 else:
                     first = ex.first_byte if ex.first_byte is not None else trio.current_time()
@@ -187,7 +188,14 @@ async def _observed(ex: Exchange, attempt: Attempt, dep: Deployment, send: ASGIS
     except BaseException as exc:
         observer.attempt_ended(ex, dep, exc)
         raise
-    observer.attempt_ended(ex, dep, ex.stream_error)
+    observer.attempt_ended(ex, dep, ex.stream_error or _client_gone(ex))
+
+
+def _client_gone(ex: Exchange) -> ClientGone | None:
+    """The pump saw the client leave or stall before the watcher did: a cancel, as for it."""
+    if ex.status == 499 or ex.ended == "deadline:client_stall":
+        return ClientGone(ex.ended)
+    return None
 
 
 def _total(ex: Exchange) -> int | None:

@@ -32,6 +32,14 @@ class ClientDisconnected(Exception):
     """The client went away before its request body was complete."""
 
 
+class ClientGone(Exception):
+    """What an attempt ended with when its stream's client left or stopped reading.
+
+    Never raised: the pump notices and ends the attempt quietly, and this is
+    what the attempt's observer is told, as a cancelled attempt.
+    """
+
+
 class Drain:
     """The relays in flight, so that shutdown can end them after its grace period."""
 

@@ -30,6 +30,7 @@ __all__ = [
     "StreamTranslator",
     "UpstreamRequest",
     "Usage",
+    "token_count",
     "usage_of",
 ]
 
@@ -60,7 +61,8 @@ class Usage(NamedTuple):
         return self.input + self.output
 
 
-def _count(usage: Any, key: str) -> int:
+def token_count(usage: Any, key: str) -> int:
+    """``usage[key]`` if it is a count, else 0 (and 0 for a usage that is no mapping)."""
     value = usage.get(key) if isinstance(usage, Mapping) else None
     # A negative count from a broken upstream would make a call earn money back.
     return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
@@ -72,11 +74,11 @@ def usage_of(usage: Any) -> Usage | None:
         return None
     prompt = usage.get("prompt_tokens_details")
     return Usage(
-        _count(usage, "prompt_tokens"),
-        _count(usage, "completion_tokens"),
-        cached=_count(prompt, "cached_tokens"),
-        cache_write=_count(prompt, "cache_write_tokens"),
-        reasoning=_count(usage.get("completion_tokens_details"), "reasoning_tokens"),
+        token_count(usage, "prompt_tokens"),
+        token_count(usage, "completion_tokens"),
+        cached=token_count(prompt, "cached_tokens"),
+        cache_write=token_count(prompt, "cache_write_tokens"),
+        reasoning=token_count(usage.get("completion_tokens_details"), "reasoning_tokens"),
     )
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from feathergate.providers.base import token_count
+
 __all__ = ["message_usage", "stop_reason"]
 
 _REASONS = {
@@ -44,19 +46,14 @@ def stop_reason(
     return reason or "end_turn", None
 
 
-def _count(mapping: Any, key: str) -> int:
-    value = mapping.get(key) if isinstance(mapping, Mapping) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def message_usage(usage: Any) -> dict[str, int]:
     """OpenAI usage (as every chat translator reports it) -> Anthropic usage."""
     details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
-    cached = _count(details, "cached_tokens")
-    written = _count(details, "cache_write_tokens")
+    cached = token_count(details, "cached_tokens")
+    written = token_count(details, "cache_write_tokens")
     return {
-        "input_tokens": max(_count(usage, "prompt_tokens") - cached - written, 0),
+        "input_tokens": max(token_count(usage, "prompt_tokens") - cached - written, 0),
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
-        "output_tokens": _count(usage, "completion_tokens"),
+        "output_tokens": token_count(usage, "completion_tokens"),
     }

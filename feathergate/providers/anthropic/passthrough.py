@@ -38,7 +38,7 @@ from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.operations.base import Answer
 from feathergate.providers.anthropic.adapter import ANTHROPIC_VERSION, messages_url
 from feathergate.providers.anthropic.response import header_value
-from feathergate.providers.base import CallContext, UpstreamRequest, Usage
+from feathergate.providers.base import CallContext, UpstreamRequest, Usage, token_count
 from feathergate.splice import parse_members, splice
 from feathergate.sse import SSEDecoder, SSEEvent
 
@@ -90,20 +90,15 @@ def _upstream_request(request: MessagesRequest, dep: Deployment, path: str) -> U
     return UpstreamRequest(url, _headers(request, dep), splice(request.members, dep.model))
 
 
-def _count(usage: Mapping[str, Any], key: str) -> int:
-    value = usage.get(key)
-    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _tokens(usage: Any) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
     # Anthropic's input_tokens leaves out cache reads and writes; ours includes them.
-    read = _count(usage, "cache_read_input_tokens")
-    written = _count(usage, "cache_creation_input_tokens")
+    read = token_count(usage, "cache_read_input_tokens")
+    written = token_count(usage, "cache_creation_input_tokens")
     return Usage(
-        _count(usage, "input_tokens") + read + written,
-        _count(usage, "output_tokens"),
+        token_count(usage, "input_tokens") + read + written,
+        token_count(usage, "output_tokens"),
         cached=read,
         cache_write=written,
     )

@@ -13,6 +13,7 @@ or falls back the whole request; a client that goes away cancels them all.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -313,16 +314,8 @@ async def finish_stream(ex: Exchange, send: ASGISend, last: bytes) -> None:
     for it. A client that takes neither in time has its connection reset.
     """
     body = ex.body if ex.body is not None else _ASGIBody(send)
-    if not await _write_within(body, last, ex):
-        return
-    with trio.move_on_after(ex.stall_timeout) as scope:
-        await body.wait_writable()
-    if scope.cancelled_caught:
-        body.abort()
-        _client_stalled(ex)
-        return
-    if body.closed:
-        client_left(ex)
+    delivered = await _write_within(body, last, ex)
+    if not delivered or not await _client_takes(ex, body, body.wait_writable):
         return
     ex.finishing = True
     with trio.CancelScope(shield=True):  # h11 counts the end as sent from its start
@@ -411,13 +404,25 @@ def _pump_stopped(
 
 async def _write_within(body: ResponseBody, data: bytes, ex: Exchange) -> bool:
     """Write ``data`` within ``stall_timeout``; False if the client cannot get it."""
-    if not body.try_write(data):
-        with trio.move_on_after(ex.stall_timeout) as scope:
-            await body.wait_written()
-        if scope.cancelled_caught:
-            body.abort()
-            _client_stalled(ex)
-            return False
+    if body.try_write(data) and not body.closed:
+        return True
+    return await _client_takes(ex, body, body.wait_written)
+
+
+async def _client_takes(
+    ex: Exchange, body: ResponseBody, wait: Callable[[], Awaitable[None]]
+) -> bool:
+    """Await ``wait`` (on the client) within ``stall_timeout``; False, and why, if it fails.
+
+    A client that took too long is reset (``client_stall``); one that went
+    away is recorded as gone.
+    """
+    with trio.move_on_after(ex.stall_timeout) as scope:
+        await wait()
+    if scope.cancelled_caught:
+        body.abort()
+        _client_stalled(ex)
+        return False
     if body.closed:
         client_left(ex)
         return False

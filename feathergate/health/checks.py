@@ -23,6 +23,7 @@ from feathergate.errors import GatewayError, UpstreamStatusError, UpstreamTimeou
 from feathergate.generation import Generation, Runtime
 from feathergate.health.probe import describe_status, probe_for
 from feathergate.health.results import CheckResult, CheckResults
+from feathergate.router.groups import usable
 
 __all__ = ["check_deployment", "check_round", "run_checks"]
 
@@ -65,7 +66,7 @@ async def _check_one(
     gen: Generation, dep: Deployment, results: CheckResults, limit: trio.CapacityLimiter
 ) -> None:
     async with limit:
-        if dep.unavailable or (dep.missing_var and dep.mock_response is None):
+        if not usable(dep):
             return  # /health reports these from the config; nothing to call
         err = await check_deployment(gen, dep)
     gen.router.health_checked(dep, err)

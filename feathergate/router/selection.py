@@ -182,13 +182,13 @@ class Selector:
         self.state.add_failure(dep.id, now)
         failures = self.state.health(dep.id, now - WINDOW).failures
         retry_after = retry_after_seconds(err, self.wall_clock())
-        seconds = cooldown_for(self.settings, cls, failures, retry_after)
-        if seconds > 0 and not self._last_healthy(dep, group, now):
-            self.state.cool(dep.id, now + seconds)
+        self._cool(dep, group, now, cooldown_for(self.settings, cls, failures, retry_after))
 
     def cool(self, dep: Deployment, group: Group, seconds: float) -> None:
         """Cool ``dep`` down for ``seconds`` now, unless it is the group's last healthy one."""
-        now = self.clock()
+        self._cool(dep, group, self.clock(), seconds)
+
+    def _cool(self, dep: Deployment, group: Group, now: float, seconds: float) -> None:
         if seconds > 0 and not self._last_healthy(dep, group, now):
             self.state.cool(dep.id, now + seconds)
 

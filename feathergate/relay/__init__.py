@@ -60,6 +60,7 @@ from feathergate.relay.lifecycle import (
     Drain,
     Exchange,
     client_left,
+    deadline_passed,
     read_body,
     send_error,
 )
@@ -101,8 +102,7 @@ async def relay(
                     await _end(ex, send, ShuttingDown())
             except GatewayError as err:
                 if isinstance(err, UpstreamTimeout):
-                    metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
-                    ex.ended = f"deadline:{err.kind}"
+                    deadline_passed(ex, err.kind)
                 await _end(ex, send, err)
             finally:
                 nursery.cancel_scope.cancel()

@@ -26,7 +26,7 @@ from feathergate.config import Deadlines
 from feathergate.errors import GatewayError, UpstreamTimeout
 from feathergate.operations.base import Answer, FansOut, Operation, StreamPipe
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage
-from feathergate.relay.lifecycle import Exchange, client_left
+from feathergate.relay.lifecycle import Exchange, client_left, deadline_passed
 from feathergate.typing import ASGISend, ResponseBody
 from feathergate.upstream import Transport, UpstreamResponse
 
@@ -279,7 +279,9 @@ async def _stream(
             ended = data is None
         upstream_first = ex.first_byte = trio.current_time()
         ex.tokens = pipe.tokens
-        ex.chunks += first.count(b"\n\n")
+        billed = ex.meter is not None  # virtual keys: a client that leaves pays per chunk
+        if billed:
+            ex.chunks += first.count(b"\n\n")
         ex.status = 200
         ex.phase = "streaming"
         # The head and the first chunk go out through ASGI, which frames the
@@ -340,6 +342,7 @@ async def _pump(
     # each read) while reading, and the client's (``stall_at``) while a piece
     # waits for room: each wait is bounded by the side it waits on.
     idle = attempt.deadlines.idle
+    billed = ex.meter is not None  # see _stream
     stall_at = math.inf  # while a piece waits for the client: when it gives up
     unwritten = False  # a piece is left to write after the scope
     # One scope for the whole pump, its deadline moved before each wait: the
@@ -358,7 +361,8 @@ async def _pump(
                     return pipe.finish()
                 out = pipe.feed(data)
                 if out:
-                    ex.chunks += out.count(b"\n\n")  # what a client that leaves is billed for
+                    if billed:
+                        ex.chunks += out.count(b"\n\n")
                     if not body.try_write(out):
                         if scope.cancel_called:
                             # The read ended as an upstream deadline passed:
@@ -391,8 +395,7 @@ def _pump_stopped(
     now = trio.current_time()
     deadlines = attempt.deadlines
     if stall_at <= now:
-        body.abort()
-        _client_stalled(ex)
+        _client_stalled(ex, body)
         return None
     if body.closed:  # the client went away (whatever deadline passed meanwhile)
         client_left(ex)
@@ -420,8 +423,7 @@ async def _client_takes(
     with trio.move_on_after(ex.stall_timeout) as scope:
         await wait()
     if scope.cancelled_caught:
-        body.abort()
-        _client_stalled(ex)
+        _client_stalled(ex, body)
         return False
     if body.closed:
         client_left(ex)
@@ -429,15 +431,14 @@ async def _client_takes(
     return True
 
 
-def _client_stalled(ex: Exchange) -> None:
-    metrics.DEADLINE_EXPIRIES.labels("client_stall").inc()
-    ex.ended = "deadline:client_stall"
+def _client_stalled(ex: Exchange, body: ResponseBody) -> None:
+    body.abort()
+    deadline_passed(ex, "client_stall")
 
 
 def _stream_failed(ex: Exchange, err: GatewayError) -> bytes:
     if isinstance(err, UpstreamTimeout):
-        metrics.DEADLINE_EXPIRIES.labels(err.kind).inc()
-        ex.ended = f"deadline:{err.kind}"
+        deadline_passed(ex, err.kind)
     ex.stream_error = ex.error = err
     return ex.envelope.event(err, ex.request_id)
 

@@ -128,6 +128,12 @@ class Exchange:
     chunks: int = 0  # chunks streamed: what a client that left is billed for
 
 
+def deadline_passed(ex: Exchange, kind: str) -> None:
+    """A deadline ended the exchange (``connect``, ..., ``client_stall``): counted and recorded."""
+    metrics.DEADLINE_EXPIRIES.labels(kind).inc()
+    ex.ended = f"deadline:{kind}"
+
+
 def client_left(ex: Exchange) -> None:
     """The client went away before the end: counted once, however it was noticed."""
     if ex.status == 499:

@@ -18,7 +18,6 @@ import secrets
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -58,9 +57,6 @@ from feathergate.relay import (
 from feathergate.router import AttemptPlan
 from feathergate.typing import BODY_EXTENSION, ASGIApp, ASGIReceive, ASGISend, Message, Scope
 from feathergate.upstream import UpstreamPool
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "REQUEST_ID",

@@ -31,7 +31,6 @@ for a restart, and the reload says so.
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import trio
@@ -115,8 +114,7 @@ class Generation:
 
 
 def restart_only_changes(old: ServerSettings, new: ServerSettings) -> list[str]:
-    names = {f.name for f in fields(ServerSettings)}
-    return [n for n in RESTART_ONLY if n in names and getattr(old, n) != getattr(new, n)]
+    return [n for n in RESTART_ONLY if getattr(old, n) != getattr(new, n)]
 
 
 class Runtime:
@@ -154,10 +152,6 @@ class Runtime:
     @property
     def router(self) -> Router:
         return self.current.router
-
-    @property
-    def pool(self) -> UpstreamPool | None:
-        return self.current.pool if self.opened else None
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -123,9 +123,6 @@ class UpstreamPool:
         self._leases.append(key)
         return transport
 
-    def tls(self) -> ssl.SSLContext:
-        return self._origins.tls()
-
     def transport(self, dep: Deployment) -> Transport:
         return self._by_deployment.get(dep.id) or Refused("the deployment has no upstream")
 

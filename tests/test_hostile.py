@@ -31,9 +31,13 @@ from hypothesis import strategies as st
 from feathergate.app import build_quart, create_app
 from feathergate.clientjson import MAX_DEPTH
 from feathergate.config import Config
+from feathergate.errors import GatewayError
 from feathergate.gateway import Gateway, Runtime
 from feathergate.operations.chat import ChatOperation
+from feathergate.providers.anthropic import passthrough as passthrough_module
 from feathergate.providers.base import CallContext, Chunk, UpstreamRequest
+from feathergate.providers.gemini import count_tokens as gemini_count_tokens_module
+from feathergate.providers.gemini import embeddings as gemini_embeddings_module
 from feathergate.providers.openai import OpenAIProvider
 from feathergate.sse import SSEEvent
 from feathergate.typing import ASGIApp
@@ -689,3 +693,39 @@ async def test_the_last_resort_covers_the_quart_routes_too(
         assert missing.status_code == 404
         assert assert_error_shape(missing)["type"] == "not_found_error"
     assert_logged_once(caplog, request_id, "a broken route")
+
+
+_TOO_DEEP_FOR_PYTHON = b'{"error": ' + b"[" * 200_000
+
+
+def _raise(err: Exception) -> None:  # an error mapper returns its error: raise it here
+    raise err
+
+
+@pytest.mark.parametrize(
+    "parse",
+    [
+        lambda: _raise(passthrough_module._map_error(500, {}, _TOO_DEEP_FOR_PYTHON)),
+        lambda: passthrough_module._json(_TOO_DEEP_FOR_PYTHON.decode()),
+        lambda: passthrough_module._object(_TOO_DEEP_FOR_PYTHON),
+        lambda: gemini_embeddings_module._vectors(_TOO_DEEP_FOR_PYTHON, 1),
+        lambda: gemini_count_tokens_module.count_tokens("gemini").parse_response(
+            _TOO_DEEP_FOR_PYTHON,
+            None,
+            None,  # type: ignore[arg-type]  # read after the parse
+        ),
+    ],
+    ids=[
+        "anthropic-error",
+        "anthropic-event",
+        "anthropic-answer",
+        "gemini-embeddings",
+        "gemini-count-tokens",
+    ],
+)
+def test_an_upstream_body_nested_past_pythons_stack_is_a_gateway_error(parse: Any) -> None:
+    # json.loads raises RecursionError, not ValueError, on such a body: every
+    # upstream parse must turn both into the gateway's own error (a 502, or
+    # the upstream's status), never a bare exception (the last resort's 500).
+    with pytest.raises(GatewayError):
+        parse()

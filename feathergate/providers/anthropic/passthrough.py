@@ -120,7 +120,7 @@ def passthrough_error(status: int, error: Any, retry_after: str | None) -> Upstr
 def _map_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamStatusError:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
@@ -181,7 +181,7 @@ class PassthroughPipe:
 def _json(data: str) -> dict[str, Any]:
     try:
         payload = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpstreamProtocolError(f"anthropic sent a malformed event: {data[:200]!r}") from None
     if not isinstance(payload, dict):
         raise UpstreamProtocolError("anthropic sent a stream event that is not an object")
@@ -191,7 +191,7 @@ def _json(data: str) -> dict[str, Any]:
 def _object(body: bytes) -> Any:
     try:
         return parse_members(body.decode("utf-8"), "model")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpstreamProtocolError("anthropic sent a response that is not JSON") from None
 
 

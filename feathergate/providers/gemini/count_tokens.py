@@ -47,7 +47,7 @@ class GeminiCountTokens:
     def parse_response(self, body: bytes, request: MessagesRequest, ctx: CallContext) -> Answer:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UpstreamProtocolError("gemini returned a body that is not JSON") from None
         total = data.get("totalTokens") if isinstance(data, dict) else None
         if not isinstance(total, int):

@@ -89,7 +89,7 @@ def _vectors(body: bytes, expected: int) -> tuple[list[list[float]], int | None]
     """One batch's vectors, and its prompt tokens when Gemini counted them."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UpstreamProtocolError("gemini returned a body that is not JSON") from None
     embeddings = data.get("embeddings") if isinstance(data, dict) else None
     if not isinstance(embeddings, list) or len(embeddings) != expected:

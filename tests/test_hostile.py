@@ -233,6 +233,9 @@ CASES = [
         )
         for m in ("claude", "gemini")
     ),
+    Hostile("lone-surrogate-gemini-embeddings",
+            json.dumps({"model": "gemini", "input": ["ok", f"a{LONE}b"]}).encode(),
+            param="input[1]", path="/v1/embeddings"),
     # The OpenAI passthrough escapes it (\ud800) and lets the upstream judge.
     Hostile("lone-surrogate-openai", chat("gpt", [{**HI, "content": LONE}]), status=200),
     # Quoted into the Azure path, it reaches the upstream.

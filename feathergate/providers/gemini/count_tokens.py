@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from feathergate import clientjson
 from feathergate.errors import InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.ingress.anthropic.to_chat import translation
@@ -41,7 +42,7 @@ class GeminiCountTokens:
         }
         generate["model"] = "models/" + dep.model.removeprefix("models/")
         url = model_url(dep, stream=False).removesuffix(":generateContent") + ":countTokens"
-        content = json.dumps({"generateContentRequest": generate}, separators=(",", ":")).encode()
+        content = clientjson.dumps({"generateContentRequest": generate}, chat, ascii=True)
         return UpstreamRequest(url, request_headers(dep, key_headers(dep)), content)
 
     def parse_response(self, body: bytes, request: MessagesRequest, ctx: CallContext) -> Answer:

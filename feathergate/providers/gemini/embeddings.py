@@ -35,6 +35,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from feathergate import clientjson
 from feathergate.config import Deployment
 from feathergate.errors import (
     InvalidRequest,
@@ -138,9 +139,7 @@ class GeminiEmbeddings:
                 {"model": model, "content": {"parts": [{"text": text}]}, **fields}
                 for text in texts[start : start + BATCH_SIZE]
             ]
-            content = json.dumps(
-                {"requests": entries}, ensure_ascii=False, separators=(",", ":")
-            ).encode()
+            content = clientjson.dumps({"requests": entries}, request.body)
             requests.append(UpstreamRequest(url, headers, content))
         return requests
 

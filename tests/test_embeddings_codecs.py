@@ -19,12 +19,14 @@ from feathergate.errors import InvalidRequest, UpstreamProtocolError, UpstreamSt
 from feathergate.ingress.openai_completions import OPENAI_COMPLETIONS
 from feathergate.ingress.openai_embeddings import OPENAI_EMBEDDINGS, EmbeddingsRequest
 from feathergate.operations.completions import CompletionsPipe
+from feathergate.operations.completions import passthrough as completions_passthrough
 from feathergate.operations.embeddings import (
     estimate_tokens,
     from_base64,
     openai_answer,
     to_base64,
 )
+from feathergate.operations.embeddings import passthrough as embeddings_passthrough
 from feathergate.providers.base import CallContext, Usage
 from feathergate.providers.gemini.embeddings import GeminiEmbeddings
 from feathergate.splice import parse_members, set_member, splice
@@ -297,3 +299,27 @@ def test_events_after_done_are_ignored() -> None:
     pipe = CompletionsPipe("alias", False)
     assert pipe.feed(b'data: [DONE]\n\ndata: {"x": 1}\n\n') == b""
     assert pipe.finish() == b"data: [DONE]\n\n"
+
+
+# -- the passthroughs' upstream headers ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "ingress", "body"),
+    [
+        (embeddings_passthrough, OPENAI_EMBEDDINGS, {"model": "alias", "input": "hi"}),
+        (completions_passthrough, OPENAI_COMPLETIONS, {"model": "alias", "prompt": "hi"}),
+    ],
+    ids=["embeddings", "completions"],
+)
+def test_extra_headers_win_once_over_the_passthroughs_own(
+    make: Any, ingress: Any, body: dict[str, Any]
+) -> None:
+    # As on the chat route (providers/outgoing.request_headers): one header of
+    # each name, the deployment's value when it sets one.
+    extra = {"Authorization": "Bearer from-config", "X-Team": "a"}
+    ctx = context("openai/text-model", extra_headers=extra)
+    request = make("openai").build_request(ingress.parse(json.dumps(body).encode(), [], b""), ctx)
+    names = [name.lower() for name, _ in request.headers]
+    assert sorted(names) == ["authorization", "content-type", "x-team"]
+    assert dict(request.headers)["authorization"] == "Bearer from-config"

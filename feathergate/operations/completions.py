@@ -32,6 +32,7 @@ from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage, usage_of
 from feathergate.providers.openai import OpenAIProvider
 from feathergate.providers.openai.errors import map_openai_error
+from feathergate.providers.outgoing import request_headers
 from feathergate.splice import Members, parse_members, set_member, splice
 from feathergate.sse import DONE, SSEDecoder, SSEEvent
 
@@ -42,8 +43,6 @@ __all__ = [
     "mock",
     "passthrough",
 ]
-
-_JSON = ("content-type", "application/json")
 
 
 def _members(text: str, what: str, source: bytes | None = None) -> Members:
@@ -113,7 +112,7 @@ class CompletionsPassthrough:
     def build_request(self, request: CompletionsRequest, ctx: CallContext) -> UpstreamRequest:
         check_offered(ctx, "completions")
         dep = ctx.deployment
-        headers = [_JSON, *self.provider.auth_headers(ctx), *dep.extra_headers]
+        headers = request_headers(dep, dict(self.provider.auth_headers(ctx)))
         url = self.provider.url(ctx, "completions")
         return UpstreamRequest(url, headers, splice(request.members, dep.model))
 

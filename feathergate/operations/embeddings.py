@@ -38,6 +38,7 @@ from feathergate.providers import get_provider
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage
 from feathergate.providers.openai import OpenAIProvider
 from feathergate.providers.openai.errors import map_openai_error
+from feathergate.providers.outgoing import request_headers
 from feathergate.splice import parse_members, set_member, splice
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "to_base64",
 ]
 
-_JSON = ("content-type", "application/json")
 _BIG_ENDIAN = sys.byteorder == "big"
 _MOCK_DIMENSIONS = 1536  # LiteLLM's mock_embedding
 ESTIMATED = ((b"x-feathergate-usage", b"estimated"),)
@@ -199,7 +199,7 @@ class EmbeddingsPassthrough:
     def build_request(self, request: EmbeddingsRequest, ctx: CallContext) -> UpstreamRequest:
         check_offered(ctx, "embeddings")
         dep = ctx.deployment
-        headers = [_JSON, *self.provider.auth_headers(ctx), *dep.extra_headers]
+        headers = request_headers(dep, dict(self.provider.auth_headers(ctx)))
         url = self.provider.url(ctx, "embeddings")
         return UpstreamRequest(url, headers, splice(request.members, dep.model))
 

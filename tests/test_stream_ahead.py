@@ -41,3 +41,34 @@ async def test_a_chunk_and_an_error_in_one_read_are_both_relayed(
     assert events[0]["model"] == "my-gpt"
     assert "the model fell over" in events[-1]["error"]["message"]
     assert len(events) == 2
+
+
+async def test_the_same_through_the_messages_api(
+    openai_upstream: tuple[FakeOpenAI, str],
+) -> None:
+    # /v1/messages in front of an OpenAI upstream: the chunk is translated to
+    # Anthropic's events, which go out before the error event.
+    fake, upstream = openai_upstream
+    first = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-real",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}],
+    }
+    error = {"error": {"message": "the model fell over", "type": "server_error", "code": None}}
+    fake.script(Reply(raw=[_event(first) + _event(error)]))
+    async with (
+        run_gateway(config_for(upstream)) as base,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        body = {"model": "my-gpt", "max_tokens": 64, "messages": MESSAGES, "stream": True}
+        response = await client.post(f"{base}/v1/messages", json=body)
+    assert response.status_code == 200
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line[6:7] == "{"]
+    kinds = [e["type"] for e in events]
+    delta = kinds.index("content_block_delta")
+    assert events[delta]["delta"]["text"] == "Hi"
+    assert kinds[-1] == "error"
+    assert "the model fell over" in events[-1]["error"]["message"]
+    assert delta < len(kinds) - 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from feathergate.errors import GatewayError, UpstreamStatusError
+from feathergate.errors import UpstreamStatusError
 from feathergate.operations.base import Answer, ClientRequest, StreamPipe
 from feathergate.providers import get_provider
 from feathergate.providers.base import (
@@ -19,6 +19,7 @@ from feathergate.providers.base import (
     Provider,
     UpstreamRequest,
     Usage,
+    translate_sse,
     usage_of,
 )
 from feathergate.sse import DONE, SSEDecoder, encode_data
@@ -45,15 +46,7 @@ class ChatPipe:
         return b"".join(encode_data(chunk) for chunk in chunks)
 
     def feed(self, data: bytes) -> bytes:
-        translator = self._translator
-        chunks: list[Chunk] = []
-        try:
-            for event in self._decoder.feed(data):
-                chunks += translator.feed(event)
-        except GatewayError as err:
-            err.ahead = self._encode(chunks)  # what came before the error in this read
-            raise
-        return self._encode(chunks)
+        return translate_sse(self._decoder, self._translator, data, self._encode)
 
     def finish(self) -> bytes:
         translator = self._translator

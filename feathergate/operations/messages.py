@@ -31,7 +31,14 @@ from feathergate.ingress.anthropic.to_chat import Family, translation
 from feathergate.ingress.anthropic.to_message import to_message
 from feathergate.operations.base import Answer
 from feathergate.providers import get_provider
-from feathergate.providers.base import CallContext, Provider, UpstreamRequest, Usage, usage_of
+from feathergate.providers.base import (
+    CallContext,
+    Provider,
+    UpstreamRequest,
+    Usage,
+    translate_sse,
+    usage_of,
+)
 from feathergate.sse import SSEDecoder
 
 __all__ = ["MessagesPipe", "MessagesViaChat", "message_id", "messages"]
@@ -66,9 +73,7 @@ class MessagesPipe:
         return self._encoder.tokens
 
     def feed(self, data: bytes) -> bytes:
-        translator = self._translator
-        chunks = [c for e in self._decoder.feed(data) for c in translator.feed(e)]
-        return self._encoder.encode(chunks)
+        return translate_sse(self._decoder, self._translator, data, self._encoder.encode)
 
     def finish(self) -> bytes:
         translator = self._translator

@@ -12,13 +12,13 @@ Pipeline, left to right::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from feathergate.config import Deployment
-from feathergate.errors import UpstreamStatusError
-from feathergate.sse import SSEEvent
+from feathergate.errors import GatewayError, UpstreamStatusError
+from feathergate.sse import SSEDecoder, SSEEvent
 
 __all__ = [
     "Asset",
@@ -31,6 +31,7 @@ __all__ = [
     "UpstreamRequest",
     "Usage",
     "token_count",
+    "translate_sse",
     "usage_of",
 ]
 
@@ -129,6 +130,28 @@ class StreamTranslator(Protocol):
     def feed(self, event: SSEEvent) -> list[Chunk]: ...
 
     def finish(self) -> list[Chunk]: ...
+
+
+def translate_sse(
+    decoder: SSEDecoder,
+    translator: StreamTranslator,
+    data: bytes,
+    encode: Callable[[list[Chunk]], bytes],
+) -> bytes:
+    """The chunks of the events ``data`` completes, through ``encode``.
+
+    An error event raises, as ``translator.feed`` does, with the chunks that
+    came before it in this read encoded as the error's ``ahead``: the client
+    gets them, then the error.
+    """
+    chunks: list[Chunk] = []
+    try:
+        for event in decoder.feed(data):
+            chunks += translator.feed(event)
+    except GatewayError as err:
+        err.ahead = encode(chunks)
+        raise
+    return encode(chunks)
 
 
 class Provider(Protocol):

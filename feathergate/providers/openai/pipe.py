@@ -32,7 +32,7 @@ import re
 from typing import Any
 
 from feathergate.errors import GatewayError
-from feathergate.providers.base import CallContext, Chunk, Usage, usage_of
+from feathergate.providers.base import CallContext, Chunk, Usage, translate_sse, usage_of
 from feathergate.providers.openai.stream import OpenAIStreamTranslator
 from feathergate.sse import DONE, SSEDecoder, encode_data
 
@@ -205,15 +205,7 @@ class OpenAIPassthroughPipe:
         return self._through_decoder(buffer)
 
     def _through_decoder(self, data: bytes) -> bytes:
-        translator = self._translator
-        chunks: list[Chunk] = []
-        try:
-            for event in self._decoder.feed(data):
-                chunks += translator.feed(event)
-        except GatewayError as err:
-            err.ahead = self._encode(chunks)
-            raise
-        return self._encode(chunks)
+        return translate_sse(self._decoder, self._translator, data, self._encode)
 
     def _encode(self, chunks: list[Chunk]) -> bytes:
         out = []

@@ -17,6 +17,8 @@ import anthropic
 import httpx
 import pytest
 
+from feathergate.errors import GatewayError
+from feathergate.providers.anthropic import passthrough as passthrough_module
 from tests.conftest import gateway_config, run_gateway
 from tests.fakes import anthropic as fa
 from tests.fakes.openai import FakeOpenAI
@@ -305,3 +307,14 @@ async def test_the_model_list_takes_the_key_as_x_api_key_too(keyed: str) -> None
         ).status_code == 200
         assert (await client.get("/v1/models", headers={"x-api-key": "sk-nope"})).status_code == 401
         assert (await client.get("/v1/models")).status_code == 401
+
+
+@pytest.mark.parametrize(("kind", "status"), [("conflict_error", 409), ("overloaded_error", 529)])
+def test_the_passthrough_maps_an_in_stream_error_by_anthropics_one_table(
+    kind: str, status: int
+) -> None:
+    pipe = passthrough_module.PassthroughPipe("alias")
+    event = {"type": "error", "error": {"type": kind, "message": "no"}}
+    with pytest.raises(GatewayError) as raised:
+        pipe.feed(b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n")
+    assert raised.value.http_status == status

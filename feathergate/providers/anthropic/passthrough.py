@@ -37,7 +37,7 @@ from feathergate.errors import (
 from feathergate.ingress.anthropic.request import MessagesRequest
 from feathergate.operations.base import Answer
 from feathergate.providers.anthropic.adapter import ANTHROPIC_VERSION, messages_url
-from feathergate.providers.anthropic.response import header_value
+from feathergate.providers.anthropic.response import TYPE_STATUS, header_value
 from feathergate.providers.base import CallContext, UpstreamRequest, Usage, token_count
 from feathergate.splice import parse_members, splice
 from feathergate.sse import SSEDecoder, SSEEvent
@@ -50,20 +50,6 @@ __all__ = [
     "messages",
     "passthrough_error",
 ]
-
-# Anthropic error.type -> the status it comes with (PROTOCOLS.md §2.5), for in-stream errors.
-_TYPE_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 def _headers(request: MessagesRequest, dep: Deployment) -> list[tuple[str, str]]:
@@ -173,7 +159,7 @@ class PassthroughPipe:
         elif name == "error":
             error = _json(data).get("error")
             kind = error.get("type") if isinstance(error, dict) else None
-            status = _TYPE_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+            status = TYPE_STATUS.get(kind, 500) if isinstance(kind, str) else 500
             raise passthrough_error(status, error, None)
         return f"event: {name}\ndata: {data}\n\n".encode()
 

@@ -22,6 +22,7 @@ from feathergate.providers.chunks import completion, make_usage
 
 __all__ = [
     "FINISH_REASONS",
+    "TYPE_STATUS",
     "error_from_event",
     "finish_reason",
     "header_value",
@@ -54,7 +55,7 @@ _STATUSES: dict[int, tuple[int, str]] = {
     529: (529, "overloaded_error"),
 }
 # Anthropic error.type -> the HTTP status it comes with (§2.5), for in-stream errors.
-_TYPE_STATUS = {
+TYPE_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "billing_error": 402,
@@ -186,5 +187,5 @@ def error_from_event(data: Mapping[str, Any]) -> UpstreamStatusError:
     """An ``event: error`` arriving after the 200: mapped as if it had been the status."""
     error = data.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
-    status = _TYPE_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+    status = TYPE_STATUS.get(kind, 500) if isinstance(kind, str) else 500
     return _error(status, error, None, "anthropic reported an error during the stream")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
@@ -63,48 +64,20 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def _key_json(rec: KeyRecord) -> dict[str, Any]:
-    return {
-        "token": rec.token,
-        "key_name": rec.key_name,
-        "key_alias": rec.key_alias,
-        "expires": _iso(rec.expires),
-        "models": list(rec.models),
-        "max_budget": rec.max_budget,
-        "soft_budget": rec.soft_budget,
-        "budget_duration": rec.budget_duration,
-        "budget_reset_at": _iso(rec.budget_reset_at),
-        "rpm_limit": rec.rpm_limit,
-        "tpm_limit": rec.tpm_limit,
-        "max_parallel_requests": rec.max_parallel_requests,
-        "team_id": rec.team_id,
-        "metadata": rec.metadata,
-        "blocked": rec.blocked,
-        "user_role": rec.user_role,
-        "spend": rec.spend,
-        "created_at": _iso(rec.created_at),
-        "updated_at": _iso(rec.updated_at),
-    }
+_TIMES = frozenset({"expires", "budget_reset_at", "created_at", "updated_at"})
 
 
-def _team_json(rec: TeamRecord) -> dict[str, Any]:
-    return {
-        "team_id": rec.team_id,
-        "team_alias": rec.team_alias,
-        "models": list(rec.models),
-        "max_budget": rec.max_budget,
-        "soft_budget": rec.soft_budget,
-        "budget_duration": rec.budget_duration,
-        "budget_reset_at": _iso(rec.budget_reset_at),
-        "rpm_limit": rec.rpm_limit,
-        "tpm_limit": rec.tpm_limit,
-        "max_parallel_requests": rec.max_parallel_requests,
-        "metadata": rec.metadata,
-        "blocked": rec.blocked,
-        "spend": rec.spend,
-        "created_at": _iso(rec.created_at),
-        "updated_at": _iso(rec.updated_at),
-    }
+def _record_json(rec: KeyRecord | TeamRecord) -> dict[str, Any]:
+    """A key or a team as LiteLLM's API shows it: every field in order, times as ISO 8601."""
+    out: dict[str, Any] = {}
+    for f in fields(rec):
+        value = getattr(rec, f.name)
+        if f.name in _TIMES:
+            value = _iso(value)
+        elif f.name == "models":
+            value = list(value)
+        out[f.name] = value
+    return out
 
 
 def _row_json(row: SpendRow) -> dict[str, Any]:
@@ -342,7 +315,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
         )
         await svc.store.insert_key(record)
         svc.invalidate("key", record.token)
-        out = {**{k: v for k, v in data.items() if k != "key"}, **_key_json(record)}
+        out = {**{k: v for k, v in data.items() if k != "key"}, **_record_json(record)}
         return _json(
             {**out, "key": raw, "token_id": record.token, "duration": data.get("duration")}
         )
@@ -363,7 +336,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
         record = await svc.store.get_key(token, svc.wall())
         if record is None:
             raise NotFound("Key not found in database.")
-        info = _key_json(record)
+        info = _record_json(record)
         info.pop("token")
         return _json({"key": value if value is not None else record.key_name, "info": info})
 
@@ -384,7 +357,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
             raise NotFound("Key not found in database.")
         svc.invalidate("key", updated.token)
         svc.put_key(updated)
-        return _json({"key": data["key"], **_key_json(updated)})
+        return _json({"key": data["key"], **_record_json(updated)})
 
     async def set_blocked(svc: KeyService, blocked: bool) -> Any:
         data = await body()
@@ -394,7 +367,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
             raise NotFound("Key not found in database.")
         svc.invalidate("key", updated.token)
         svc.put_key(updated)
-        return _json(_key_json(updated))
+        return _json(_record_json(updated))
 
     @bp.post("/key/block")
     @route()
@@ -461,7 +434,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
         full = args.get("return_full_object", "false").lower() == "true"
         return _json(
             {
-                "keys": [_key_json(r) if full else r.token for r in records],
+                "keys": [_record_json(r) if full else r.token for r in records],
                 "total_count": total,
                 "current_page": page,
                 "total_pages": max(1, -(-total // size)),
@@ -496,7 +469,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
         svc.invalidate("key", record.token)
         svc.ledger.forget("key", record.token)
         svc.put_key(moved)
-        return _json({**_key_json(moved), "key": raw, "token_id": moved.token})
+        return _json({**_record_json(moved), "key": raw, "token_id": moved.token})
 
     @bp.post("/key/regenerate")
     @route()
@@ -536,7 +509,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
         )
         await svc.store.insert_team(record)
         svc.invalidate("team", team_id)
-        return _json(_team_json(record))
+        return _json(_record_json(record))
 
     async def find_team(svc: KeyService, team_id: Any) -> TeamRecord:
         if not isinstance(team_id, str) or not team_id:
@@ -555,8 +528,8 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
         return _json(
             {
                 "team_id": record.team_id,
-                "team_info": _team_json(record),
-                "keys": [_key_json(k) for k in keys],
+                "team_info": _record_json(record),
+                "keys": [_record_json(k) for k in keys],
                 "team_memberships": [],
             }
         )
@@ -572,7 +545,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
             raise NotFound(f"Team not found, passed team_id={record.team_id}")
         svc.invalidate("team", updated.team_id)
         svc.put_team(updated)
-        return _json({"team_id": updated.team_id, "data": _team_json(updated)})
+        return _json({"team_id": updated.team_id, "data": _record_json(updated)})
 
     @bp.post("/team/delete")
     @route()
@@ -597,7 +570,7 @@ def admin_blueprint(service: Callable[[], KeyService | None]) -> Blueprint:
     @route()
     async def team_list(svc: KeyService, caller: Principal) -> Any:
         await svc.flush()
-        return _json([_team_json(t) for t in await svc.store.list_teams()])
+        return _json([_record_json(t) for t in await svc.store.list_teams()])
 
     # -- spend -------------------------------------------------------------------------
     @bp.get("/spend/logs")

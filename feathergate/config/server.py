@@ -61,8 +61,8 @@ def read_server(
     def nonzero(key: str, default: float) -> float:
         return seconds(key) or default  # 0 would end every connection at once
 
-    def optional(key: str, default: float | None) -> float | None:
-        value = seconds(key)
+    def optional(key: str, default: float | None, maximum: int = MAX_SECONDS) -> float | None:
+        value = seconds(key, maximum=maximum)
         return default if value is None else value or None  # 0 switches it off
 
     grace = seconds("shutdown_grace_period")
@@ -70,7 +70,6 @@ def read_server(
         general.get("health_check_interval"), "general_settings.health_check_interval"
     )
     checks = general.get("background_health_checks", False)
-    tcp_user_timeout = seconds("tcp_user_timeout", maximum=MAX_TCP_USER_TIMEOUT)
     return ServerSettings(
         master_key=read_master_key(reader, general.get("master_key")),
         max_request_bytes=int((size_mb or 32) * 1024 * 1024),
@@ -80,9 +79,8 @@ def read_server(
         body_timeout=nonzero("body_timeout", _DEFAULTS.body_timeout),
         body_idle_timeout=optional("body_idle_timeout", _DEFAULTS.body_idle_timeout),
         backlog=_backlog(reader, ours.get("backlog")),
-        # 0 switches it off; absent keeps the default.
-        tcp_user_timeout=(
-            _DEFAULTS.tcp_user_timeout if tcp_user_timeout is None else tcp_user_timeout or None
+        tcp_user_timeout=optional(
+            "tcp_user_timeout", _DEFAULTS.tcp_user_timeout, maximum=MAX_TCP_USER_TIMEOUT
         ),
         client_stall_timeout=nonzero("client_stall_timeout", _DEFAULTS.client_stall_timeout),
         max_messages=reader.count(ours.get("max_messages"), "feathergate_settings.max_messages")

@@ -11,6 +11,15 @@ from tests.conftest import run_gateway
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.test_openai_e2e import MESSAGES, config_for
 
+FIRST = {
+    "id": "x",
+    "object": "chat.completion.chunk",
+    "created": 1,
+    "model": "gpt-real",
+    "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}],
+}
+ERROR = {"error": {"message": "the model fell over", "type": "server_error", "code": None}}
+
 
 def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
@@ -20,15 +29,7 @@ async def test_a_chunk_and_an_error_in_one_read_are_both_relayed(
     openai_upstream: tuple[FakeOpenAI, str],
 ) -> None:
     fake, upstream = openai_upstream
-    first = {
-        "id": "x",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-real",
-        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}],
-    }
-    error = {"error": {"message": "the model fell over", "type": "server_error", "code": None}}
-    fake.script(Reply(raw=[_event(first) + _event(error)]))  # one write, one read
+    fake.script(Reply(raw=[_event(FIRST) + _event(ERROR)]))  # one write, one read
     async with (
         run_gateway(config_for(upstream)) as base,
         httpx.AsyncClient(timeout=30) as client,
@@ -49,15 +50,7 @@ async def test_the_same_through_the_messages_api(
     # /v1/messages in front of an OpenAI upstream: the chunk is translated to
     # Anthropic's events, which go out before the error event.
     fake, upstream = openai_upstream
-    first = {
-        "id": "x",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-real",
-        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}],
-    }
-    error = {"error": {"message": "the model fell over", "type": "server_error", "code": None}}
-    fake.script(Reply(raw=[_event(first) + _event(error)]))
+    fake.script(Reply(raw=[_event(FIRST) + _event(ERROR)]))
     async with (
         run_gateway(config_for(upstream)) as base,
         httpx.AsyncClient(timeout=30) as client,
